@@ -1,0 +1,173 @@
+"""Blocks shared by the model families, and the interface every zoo model exposes.
+
+Nothing here knows about data, training, files or the CLI: these are plain ``nn.Module`` pieces.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """Round a channel count to a multiple of ``divisor`` without dropping more than 10% (MobileNet/EfficientNet rule)."""
+    min_value = min_value or divisor
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < round_limit * value:
+        new_value += divisor
+    return new_value
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle: channel ``g*k + i`` moves to ``i*groups + g``.
+
+    Reshape, transpose, flatten: a view trick, no gather, so it costs one memory copy.
+    """
+    n, c, h, w = x.shape
+    if c % groups:
+        raise ValueError(f"channel_shuffle: {c} channels are not divisible by groups={groups}")
+    x = x.view(n, groups, c // groups, h, w)  # (N, g, C/g, H, W)
+    x = x.transpose(1, 2).contiguous()  # (N, C/g, g, H, W)
+    return x.view(n, c, h, w)
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2d (no bias) -> BatchNorm2d -> activation. ``act=None`` leaves the activation out."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        act: type[nn.Module] | None = nn.ReLU,
+        padding: int | None = None,
+    ):
+        if in_chs % groups or out_chs % groups:
+            raise ValueError(f"ConvBNAct: channels {in_chs}->{out_chs} are not divisible by groups={groups}")
+        padding = (kernel_size - 1) // 2 if padding is None else padding
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=False),
+            nn.BatchNorm2d(out_chs),
+        ]
+        if act is not None:
+            layers.append(act(inplace=True) if act in (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish) else act())
+        super().__init__(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: global pool -> reduce -> act -> expand -> sigmoid gate on the channels."""
+
+    def __init__(self, chs: int, rd_chs: int, act: type[nn.Module] = nn.SiLU):
+        super().__init__()
+        self.conv_reduce = nn.Conv2d(chs, rd_chs, 1, bias=True)
+        self.act = act(inplace=True)
+        self.conv_expand = nn.Conv2d(rd_chs, chs, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
+        s = self.conv_expand(self.act(self.conv_reduce(s)))
+        return x * s.sigmoid()
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a residual branch for whole samples during training."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+class ClassifierHead(nn.Module):
+    """Adaptive global average pool -> flatten -> dropout -> linear. Any spatial size works."""
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.in_features = in_features
+        self.drop_rate = drop_rate
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def reset(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pool(x).flatten(1)  # (N, C)
+        if pre_logits:
+            return x
+        return self.fc(self.drop(x))
+
+
+class ZooModel(nn.Module):
+    """The interface shared by every zoo model (after timm): trainer, profiler and exporter need no special cases.
+
+    Subclasses set ``num_classes``, ``in_chans``, ``num_features`` and ``head`` (a ``ClassifierHead`` unless they
+    override ``forward_head`` and ``reset_classifier``), and implement ``forward_features``.
+    """
+
+    num_classes: int
+    in_chans: int
+    num_features: int
+    head: nn.Module
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (N, in_chans, H, W) -> (N, num_features, h, w)
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier for ``num_classes`` outputs (0 removes it: the model returns pooled features)."""
+        self.num_classes = num_classes
+        self.head.reset(num_classes)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Kaiming-normal conv weights, unit BN, small-normal linear: the usual ImageNet-paper initialisation."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def check_divisible(what: str, channels: int, groups: int) -> None:
+    if channels % groups:
+        raise ValueError(f"{what}: {channels} channels are not divisible by groups={groups}")
+
+
+__all__ = [
+    "make_divisible",
+    "channel_shuffle",
+    "ConvBNAct",
+    "SqueezeExcite",
+    "DropPath",
+    "ClassifierHead",
+    "ZooModel",
+    "init_weights",
+    "check_divisible",
+]
