@@ -1,0 +1,122 @@
+"""Zoo-wide checks: every registered model builds, runs, and backpropagates; known sizes are pinned.
+
+Tiny inputs keep the whole file well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import litezoo
+from litezoo.analysis import count_macs, count_params
+from litezoo.registry import model_info
+
+ALL_MODELS = litezoo.list_models()
+NUM_CLASSES = 7  # odd on purpose: nothing may assume 10 or 1000
+
+
+TINY = 32  # every form accepts 32 px: the 224 forms pool down to 1x1 (ViT: 2x2 patches of 16)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_model_forward_backward(name: str) -> None:
+    torch.manual_seed(0)
+    model = litezoo.create_model(name, num_classes=NUM_CLASSES, in_chans=3)
+    x = torch.randn(2, 3, TINY, TINY)
+    out = model(x)
+    assert out.shape == (2, NUM_CLASSES)
+    assert torch.isfinite(out).all()
+    # A loss that depends on every logit, so every parameter is on the gradient path.
+    loss = torch.nn.functional.cross_entropy(out, torch.tensor([1, NUM_CLASSES - 1]))
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"{name}: no gradient for {missing[:5]}"
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad, f"{name}: non-finite gradient in {bad[:5]}"
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_shared_interface(name: str) -> None:
+    model = litezoo.create_model(name, num_classes=NUM_CLASSES, in_chans=1).eval()
+    assert model.num_classes == NUM_CLASSES and model.in_chans == 1
+    assert isinstance(model.num_features, int) and model.num_features > 0
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        pooled = model.forward_head(feats, pre_logits=True)
+        logits = model.forward_head(feats)
+        assert pooled.shape == (1, model.num_features)
+        assert torch.allclose(logits, model(x))
+        model.reset_classifier(3)
+        assert model(x).shape == (1, 3) and model.num_classes == 3
+
+
+def test_cifar_forms_do_not_collapse_32px() -> None:
+    """The *_cifar forms keep a spatial map larger than 1x1 at 32 px (the 224 forms shrink it to 1x1)."""
+    for name in litezoo.list_models("*_cifar"):
+        if model_info(name).family == "vit":
+            continue  # tokens, not a feature map
+        with torch.device("meta"):
+            model = litezoo.create_model(name, num_classes=10)
+            feats = model.forward_features(torch.empty(1, 3, 32, 32))
+        assert feats.shape[-1] >= 2, f"{name}: features {tuple(feats.shape)} at 32 px"
+
+
+# Parameters at 1000 classes (papers / torchvision's reference counts) and multiply-accumulates of conv+linear
+# layers at the default resolution (papers' convention; torchvision lists the same numbers as "GFLOPS").
+# (name, params, MACs low, MACs high)
+KNOWN_SIZES = [
+    ("shufflenet_v1_g3_x1_0", 1_870_000, 137e6, 140e6),  # paper: 1.87M? (1.9M official), 140 MFLOPs
+    ("shufflenet_v2_x0_5", 1_366_792, 40e6, 43e6),  # torchvision
+    ("shufflenet_v2_x1_0", 2_278_604, 144e6, 150e6),  # paper 146M
+    ("shufflenet_v2_x2_0", 7_393_996, 585e6, 595e6),  # paper 591M
+    ("mobilenet_v1_x1_0", 4_231_976, 565e6, 573e6),  # paper 4.2M, 569M
+    ("squeezenet1_0", 1_248_424, 810e6, 830e6),  # torchvision 0.82 G
+    ("squeezenet1_1", 1_235_496, 345e6, 355e6),  # torchvision 0.35 G
+    ("efficientnet_b0", 5_288_548, 385e6, 395e6),  # paper 0.39B FLOPs, torchvision 0.39
+    ("efficientnet_b1", 7_794_184, 680e6, 710e6),  # torchvision 0.69 at 240 px
+    ("efficientnet_b7", 66_347_960, 37.0e9, 38.5e9),  # torchvision 37.75 at 600 px
+    ("vgg11", 132_863_336, 7.55e9, 7.65e9),  # torchvision 7.61
+    ("vgg16", 138_357_544, 15.4e9, 15.55e9),  # torchvision 15.47
+    ("vgg16_bn", 138_365_992, 15.4e9, 15.55e9),
+    ("vgg19", 143_667_240, 19.55e9, 19.7e9),  # torchvision 19.63
+]
+
+
+@pytest.mark.parametrize("name,params,macs_lo,macs_hi", KNOWN_SIZES, ids=[k[0] for k in KNOWN_SIZES])
+def test_known_params_and_macs(name: str, params: int, macs_lo: float, macs_hi: float) -> None:
+    with torch.device("meta"):
+        model = litezoo.create_model(name, num_classes=1000)
+    n = count_params(model)
+    assert math.isclose(n, params, rel_tol=0.005), f"{name}: {n:,} params, expected {params:,} (±0.5%)"
+    macs = count_macs(model, model_info(name).default_size)
+    assert macs_lo <= macs <= macs_hi, f"{name}: {macs / 1e6:.1f}M MACs, expected {macs_lo / 1e6:.0f}–{macs_hi / 1e6:.0f}M"
+
+
+def test_unknown_model_suggests_close_names() -> None:
+    with pytest.raises(ValueError, match="shufflenet_v2_x1_0"):
+        litezoo.create_model("shufflenet_v2_x1_O")
+    with pytest.raises(ValueError, match="unknown model 'resnet50'"):
+        litezoo.create_model("resnet50")
+
+
+def test_bad_arguments_name_the_values() -> None:
+    with pytest.raises(ValueError, match="num_classes.*0"):
+        litezoo.create_model("mobilenet_v1_x0_25", num_classes=0)
+    with pytest.raises(ValueError, match="no option.*colour"):
+        litezoo.create_model("mobilenet_v1_x0_25", colour="red")
+
+
+def test_list_models_pattern_and_cifar_forms() -> None:
+    names = litezoo.list_models("shufflenet_v2*", include_cifar=False)
+    assert names == ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]
+    for n in names:
+        assert n + "_cifar" in ALL_MODELS
+        assert model_info(n + "_cifar").default_size == 32
+    families = {model_info(n).family for n in ALL_MODELS}
+    assert {"shufflenet_v1", "shufflenet_v2", "mobilenet_v1", "squeezenet", "efficientnet", "vgg", "vit"} <= families
+    assert len(litezoo.list_models("efficientnet_b?", include_cifar=False)) == 8
+    assert len(litezoo.list_models("vgg*", include_cifar=False)) >= 8
