@@ -69,11 +69,14 @@ def test_cifar_forms_do_not_collapse_32px() -> None:
 # layers at the default resolution (papers' convention; torchvision lists the same numbers as "GFLOPS").
 # (name, params, MACs low, MACs high)
 KNOWN_SIZES = [
-    ("shufflenet_v1_g3_x1_0", 1_870_000, 137e6, 140e6),  # paper: 1.87M? (1.9M official), 140 MFLOPs
+    ("shufflenet_v1_g3_x1_0", 1_870_000, 137e6, 140e6),  # paper Table 1: 137 MFLOPs (g=3); 1.87M params
+    ("shufflenet_v1_g3_x2_0", 5_450_776, 520e6, 528e6),  # official megvii table: 5.4M, 524M
+    ("shufflenet_v1_g8_x1_0", 2_434_768, 135e6, 140e6),  # official: 2.4M; paper Table 2: 137M
     ("shufflenet_v2_x0_5", 1_366_792, 40e6, 43e6),  # torchvision
-    ("shufflenet_v2_x1_0", 2_278_604, 144e6, 150e6),  # paper 146M
-    ("shufflenet_v2_x2_0", 7_393_996, 585e6, 595e6),  # paper 591M
+    ("shufflenet_v2_x1_0", 2_278_604, 144e6, 147e6),  # paper 146M, torchvision 0.14
+    ("shufflenet_v2_x2_0", 7_393_996, 580e6, 595e6),  # paper 591M (counts beyond conv+fc), torchvision 0.58
     ("mobilenet_v1_x1_0", 4_231_976, 565e6, 573e6),  # paper 4.2M, 569M
+    ("mobilenet_v1_x0_5", 1_331_592, 147e6, 151e6),  # paper Table 6: 1.3M, 149M
     ("squeezenet1_0", 1_248_424, 810e6, 830e6),  # torchvision 0.82 G
     ("squeezenet1_1", 1_235_496, 345e6, 355e6),  # torchvision 0.35 G
     ("efficientnet_b0", 5_288_548, 385e6, 395e6),  # paper 0.39B FLOPs, torchvision 0.39

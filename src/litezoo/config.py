@@ -2,12 +2,38 @@
 
 The resolved config is saved as ``config.yaml`` in the run folder and inside every checkpoint.
 
-(Schema fixed here; loading/merging/override logic: see the functions below.)
+A recipe (``configs/*.yaml``) has one top-level key per section below (``model``, ``data``, ``optim``,
+``schedule``, ``train``, ``checkpoint``); each section lists only the fields it changes. Overrides name a field
+either dotted (``optim.lr``) or by its leaf name when that is unique (``lr``, ``batch_size``); dashes count as
+underscores (``--label-smoothing``). Four aliases name a section's main field: ``model`` -> ``model.name``,
+``data`` -> ``data.path``, ``optimizer`` -> ``optim.name``, ``schedule`` -> ``schedule.name``.
+
+Strings are parsed to the field's type: ``int``, ``float`` (``4e-5``), ``bool`` (yes/no/true/false/on/off/1/0),
+``none``/``null`` for optional fields, tuples as ``0.3,0.6,0.8``. Unknown keys are errors that suggest the
+closest valid key; ``validate`` then checks ranges and choices. All of these raise :class:`InputError`.
+
+Fields added beyond the original schema: ``model.init_from`` and ``model.freeze_features`` (the transfer set-up
+of the dogs-vs-cats recipe), ``schedule.base_momentum`` and ``schedule.max_momentum`` (the one-cycle momentum
+range, torch's defaults).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
+import os
+import re
+import tempfile
+import types
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from litezoo.errors import InputError
 
 
 @dataclass
@@ -16,6 +42,10 @@ class ModelConfig:
     num_classes: int | None = None  # None: taken from the dataset's class count
     in_chans: int = 3
     drop_rate: float | None = None  # None: the builder's default
+    # Transfer learning: start from these weights (a litezoo checkpoint or .safetensors file); the classifier
+    # is re-initialised when its shape differs (e.g. 1000 ImageNet classes -> 2). None: random initialisation.
+    init_from: str | None = None
+    freeze_features: bool = False  # train only the classifier head (needs init_from)
 
 
 @dataclass
@@ -39,7 +69,7 @@ class DataConfig:
 class OptimConfig:
     name: str = "sgd"  # sgd | adamw
     lr: float = 0.1  # peak learning rate (for batch_size above; not rescaled automatically)
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD momentum (the one-cycle schedule with cycle_momentum replaces it)
     nesterov: bool = False
     weight_decay: float = 5e-4
     no_decay_bn_bias: bool = True  # no weight decay on BN parameters and biases
@@ -51,14 +81,18 @@ class OptimConfig:
 @dataclass
 class ScheduleConfig:
     name: str = "cosine"  # cosine | onecycle | steps | poly | linear | constant
-    warmup_epochs: float = 0.0  # linear warm-up from warmup_start_factor * lr
+    warmup_epochs: float = 0.0  # linear warm-up from warmup_start_factor * lr (not for onecycle: see pct_start)
     warmup_start_factor: float = 0.1
     min_lr: float = 0.0  # floor for cosine / poly / linear
-    # one-cycle (torch's OneCycleLR conventions)
+    # one-cycle (torch's OneCycleLR conventions): lr/div_factor -> lr over pct_start of training, then
+    # -> lr/div_factor/final_div_factor; momentum (SGD) or beta1 (AdamW) moves the opposite way between
+    # max_momentum and base_momentum when cycle_momentum is on.
     pct_start: float = 0.3
     div_factor: float = 25.0
     final_div_factor: float = 1e4
     cycle_momentum: bool = True
+    base_momentum: float = 0.85
+    max_momentum: float = 0.95
     # steps: multiply by gamma at these fractions of training
     milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
     gamma: float = 0.1
@@ -72,7 +106,7 @@ class TrainConfig:
     seed: int = 0
     label_smoothing: float = 0.0
     amp: str = "auto"  # auto | bf16 | fp16 | off
-    device: str = "auto"  # auto | cpu | cuda | mps
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     channels_last: bool | str = "auto"  # auto: on where measured faster (CUDA); True/False to force
     ema_decay: float | None = None  # e.g. 0.999; None: no EMA
     ema_eval: bool = True  # evaluate (and pick best by) the EMA weights when EMA is on
@@ -98,3 +132,534 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Choices and the field table
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "onecycle", "steps", "poly", "linear", "constant")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
+NAN_POLICIES = ("stop", "skip")
+
+ALIASES = {"model": "model.name", "data": "data.path", "optimizer": "optim.name", "schedule": "schedule.name"}
+
+# The repository's shipped recipes (src/litezoo/config.py -> <repo>/configs).
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+def _field_table() -> dict[str, Any]:
+    """``{"optim.lr": float, ...}`` with the annotations resolved to real types (they are strings here)."""
+    table: dict[str, Any] = {}
+    for section in dataclasses.fields(RunConfig):
+        cls = section.default_factory()  # type: ignore[misc]
+        hints = typing.get_type_hints(type(cls))
+        for f in dataclasses.fields(cls):
+            table[f"{section.name}.{f.name}"] = hints[f.name]
+    return table
+
+
+FIELDS: dict[str, Any] = _field_table()
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
+_LEAVES: dict[str, list[str]] = {}
+for _key in FIELDS:
+    _LEAVES.setdefault(_key.split(".", 1)[1], []).append(_key)
+
+
+def config_keys() -> list[str]:
+    """Every dotted key a recipe or an override may set, in schema order."""
+    return list(FIELDS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Keys
+
+
+def _normalise_key(key: str) -> str:
+    return key.strip().lstrip("-").replace("-", "_")
+
+
+def _unknown_key(key: str, where: str = "") -> InputError:
+    """An error for an unknown key that suggests the closest valid one(s)."""
+    norm = _normalise_key(key)
+    close: list[str] = []
+    if "." in norm:  # right leaf, wrong section: 'train.lr' -> optim.lr
+        close += _LEAVES.get(norm.split(".", 1)[1], [])
+    if not close:
+        candidates = list(FIELDS) + [leaf for leaf, keys in _LEAVES.items() if len(keys) == 1] + list(ALIASES)
+        close = difflib.get_close_matches(norm, candidates, n=1, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; sections are {', '.join(SECTIONS)}"
+    return InputError(f"unknown config key {key!r}{where}{hint}")
+
+
+def resolve_key(key: str) -> str:
+    """The dotted field a key names: ``"lr"`` -> ``"optim.lr"``, ``"label-smoothing"`` -> ``"train.label_smoothing"``."""
+    norm = _normalise_key(key)
+    if norm in FIELDS:
+        return norm
+    if norm in ALIASES:
+        return ALIASES[norm]
+    if "." not in norm and norm in _LEAVES:
+        keys = _LEAVES[norm]
+        if len(keys) == 1:
+            return keys[0]
+        raise InputError(f"config key {key!r} is ambiguous: use one of {', '.join(keys)}")
+    if norm in SECTIONS:
+        raise InputError(f"config key {key!r} is a section: name a field, e.g. {norm}.{_first_field(norm)}")
+    raise _unknown_key(key)
+
+
+def _first_field(section: str) -> str:
+    return next(k for k in FIELDS if k.startswith(section + ".")).split(".", 1)[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Values: parse strings (and YAML scalars) to the field's type
+
+_TRUE = {"true", "yes", "y", "on", "1"}
+_FALSE = {"false", "no", "n", "off", "0"}
+_NONE = {"none", "null", "~", ""}
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        return "a comma-separated list of numbers" if args[-1] is Ellipsis else f"{len(args)} comma-separated numbers"
+    return {type(None): "none", bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` (a YAML scalar/list or a command-line string) as type ``tp``; InputError naming ``key`` if not."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if type(None) in args and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE)):
+            return None
+        for arg in args:  # declared order: 'bool | str' tries bool first, so 'true' is True and 'auto' stays a str
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, key)
+            except InputError:
+                pass
+        raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if value is None:
+        raise InputError(f"{key} cannot be null (expected {_type_name(tp)})")
+    if origin is tuple:
+        return _coerce_tuple(value, tp, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+    elif tp is int:
+        if isinstance(value, str):
+            value = _parse_number(value, key, tp)
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, str):
+            value = _parse_number(value, key, tp)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise InputError(f"{key} must be a finite number, got {value!r}")
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):  # YAML 1.1 reads a bare off/no/false as a boolean
+            if key == "train.amp" and value is False:
+                return "off"
+            raise InputError(f"{key}: expected a string, got {value!r} (YAML reads bare yes/no/on/off as booleans: quote it)")
+    else:  # pragma: no cover - the schema uses only the types above
+        raise TypeError(f"{key}: unsupported field type {tp!r}")
+    raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _parse_number(text: str, key: str, tp: type) -> int | float:
+    s = text.strip()
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        return float(s)  # also '4e-5' and '1e4', which PyYAML leaves as strings
+    except ValueError:
+        raise InputError(f"{key}: expected {_type_name(tp)}, got {text!r}") from None
+
+
+def _coerce_tuple(value: Any, tp: Any, key: str) -> tuple:
+    args = typing.get_args(tp)
+    if isinstance(value, str):
+        s = value.strip().strip("[]()").strip()
+        items: list[Any] = [part.strip() for part in s.split(",")] if s else []
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if args[-1] is Ellipsis:
+        elem_types = [args[0]] * len(items)
+    else:
+        if len(items) != len(args):
+            raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        elem_types = list(args)
+    return tuple(coerce(item, et, key) for item, et in zip(items, elem_types))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building a RunConfig from mappings
+
+
+def _set(cfg: RunConfig, dotted: str, value: Any) -> None:
+    section, name = dotted.split(".", 1)
+    setattr(getattr(cfg, section), name, coerce(value, FIELDS[dotted], dotted))
+
+
+def _apply_sections(cfg: RunConfig, data: Any, source: str) -> None:
+    """Apply ``{section: {field: value}}`` (a recipe, a saved config) strictly: unknown keys are errors."""
+    where = f" in {source}" if source else ""
+    if data is None:
+        return
+    if not isinstance(data, Mapping):
+        raise InputError(f"expected a mapping of sections{where}, got {type(data).__name__}")
+    for section, body in data.items():
+        sec = _normalise_key(str(section))
+        if sec not in SECTIONS:
+            close = difflib.get_close_matches(sec, SECTIONS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else f"; sections are {', '.join(SECTIONS)}"
+            raise InputError(f"unknown config section {section!r}{where}{hint}")
+        if body is None:  # an empty 'train:' block
+            continue
+        if not isinstance(body, Mapping):
+            raise InputError(f"config section {sec!r}{where} must be a mapping of fields, got {body!r}")
+        for name, value in body.items():
+            dotted = f"{sec}.{_normalise_key(str(name))}"
+            if dotted not in FIELDS:
+                raise _unknown_key(f"{sec}.{name}", where)
+            _set(cfg, dotted, value)
+
+
+def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
+    """Set fields from ``{"optim.lr": "0.05", "epochs": 3, "model": "x"}`` (in order: the last one wins).
+
+    A section name with a mapping value sets several fields: ``{"optim": {"lr": 0.05}}``.
+    """
+    for key, value in overrides.items():
+        norm = _normalise_key(str(key))
+        if norm in SECTIONS and isinstance(value, Mapping):
+            _apply_sections(cfg, {norm: value}, "overrides")
+            continue
+        _set(cfg, resolve_key(str(key)), value)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation
+
+
+# Spellings people use for a choice (hints only: the config keeps one spelling per choice).
+_CHOICE_SYNONYMS = {
+    "fp32": "off", "float32": "off", "none": "off", "false": "off", "no": "off",
+    "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "amp": "auto",
+    "adam": "adamw", "momentum": "sgd", "cos": "cosine", "one_cycle": "onecycle", "1cycle": "onecycle",
+    "step": "steps", "multistep": "steps", "gpu": "cuda",
+}
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check types, ranges, choices and cross-field rules; raise one InputError listing every problem."""
+    problems: list[str] = []
+    for dotted, tp in FIELDS.items():  # types first (a RunConfig may have been built in code)
+        section, name = dotted.split(".", 1)
+        try:
+            setattr(getattr(cfg, section), name, coerce(getattr(getattr(cfg, section), name), tp, dotted))
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputError("invalid config: " + "; ".join(problems))
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    def choice(key: str, value: str, options: tuple[str, ...]) -> None:
+        if value not in options:
+            close = [_CHOICE_SYNONYMS[value.lower()]] if value.lower() in _CHOICE_SYNONYMS else []
+            close = close or difflib.get_close_matches(value, options, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]}?)" if close and close[0] in options else ""
+            problems.append(f"{key} must be one of {', '.join(options)}, got {value!r}{hint}")
+
+    m, d, o, s, t, c = cfg.model, cfg.data, cfg.optim, cfg.schedule, cfg.train, cfg.checkpoint
+    need(bool(m.name.strip()), "model.name must not be empty")
+    need(m.num_classes is None or m.num_classes >= 1, f"model.num_classes must be >= 1, got {m.num_classes}")
+    need(m.in_chans >= 1, f"model.in_chans must be >= 1, got {m.in_chans}")
+    need(m.drop_rate is None or 0.0 <= m.drop_rate < 1.0, f"model.drop_rate must be in [0, 1), got {m.drop_rate}")
+    need(m.init_from is None or bool(m.init_from.strip()), "model.init_from must be a path or null")
+    need(
+        not m.freeze_features or m.init_from is not None,
+        "model.freeze_features trains only the classifier on top of frozen features, so it needs "
+        "model.init_from (a weights file to start from)",
+    )
+
+    need(bool(d.path.strip()), "data.path must not be empty")
+    need(d.image_size is None or d.image_size >= 1, f"data.image_size must be >= 1, got {d.image_size}")
+    need(d.batch_size > 0, f"data.batch_size must be > 0, got {d.batch_size}")
+    need(d.eval_batch_size > 0, f"data.eval_batch_size must be > 0, got {d.eval_batch_size}")
+    need(d.crop_padding >= 0, f"data.crop_padding must be >= 0, got {d.crop_padding}")
+    need(d.cutout >= 0, f"data.cutout must be >= 0, got {d.cutout}")
+    need(d.mixup_alpha >= 0, f"data.mixup_alpha must be >= 0, got {d.mixup_alpha}")
+    need(d.cutmix_alpha >= 0, f"data.cutmix_alpha must be >= 0, got {d.cutmix_alpha}")
+    need(d.limit_train is None or d.limit_train > 0, f"data.limit_train must be > 0, got {d.limit_train}")
+    need(d.limit_eval is None or d.limit_eval > 0, f"data.limit_eval must be > 0, got {d.limit_eval}")
+
+    choice("optim.name", o.name, OPTIMIZERS)
+    need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    need(0.0 <= o.momentum < 1.0, f"optim.momentum must be in [0, 1), got {o.momentum}")
+    if o.nesterov:
+        need(o.name == "sgd", f"optim.nesterov applies to sgd only (optim.name is {o.name!r})")
+        need(o.momentum > 0, "optim.nesterov needs optim.momentum > 0")
+    need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    need(all(0.0 <= b < 1.0 for b in o.betas), f"optim.betas must each be in [0, 1), got {o.betas}")
+    need(o.eps > 0, f"optim.eps must be > 0, got {o.eps}")
+    need(o.grad_clip is None or o.grad_clip > 0, f"optim.grad_clip must be > 0 or null, got {o.grad_clip}")
+
+    choice("schedule.name", s.name, SCHEDULES)
+    need(s.warmup_epochs >= 0, f"schedule.warmup_epochs must be >= 0, got {s.warmup_epochs}")
+    need(
+        s.warmup_epochs < t.epochs,
+        f"schedule.warmup_epochs ({s.warmup_epochs}) must be less than train.epochs ({t.epochs})",
+    )
+    need(
+        0.0 <= s.warmup_start_factor <= 1.0,
+        f"schedule.warmup_start_factor must be in [0, 1], got {s.warmup_start_factor}",
+    )
+    need(s.min_lr >= 0, f"schedule.min_lr must be >= 0, got {s.min_lr}")
+    if s.name in ("cosine", "poly", "linear"):
+        need(s.min_lr <= o.lr, f"schedule.min_lr ({s.min_lr}) must not exceed optim.lr ({o.lr})")
+    if s.name == "onecycle":
+        need(
+            s.warmup_epochs == 0,
+            "schedule.warmup_epochs must be 0 with the onecycle schedule: its warm-up is the first "
+            f"schedule.pct_start ({s.pct_start}) of training",
+        )
+    need(0.0 < s.pct_start < 1.0, f"schedule.pct_start must be in (0, 1), got {s.pct_start}")
+    need(s.div_factor >= 1, f"schedule.div_factor must be >= 1, got {s.div_factor}")
+    need(s.final_div_factor >= 1, f"schedule.final_div_factor must be >= 1, got {s.final_div_factor}")
+    need(
+        0.0 <= s.base_momentum <= s.max_momentum < 1.0,
+        f"schedule momenta must satisfy 0 <= base_momentum <= max_momentum < 1, got {s.base_momentum}, "
+        f"{s.max_momentum}",
+    )
+    need(
+        all(0.0 < x < 1.0 for x in s.milestones) and all(a < b for a, b in zip(s.milestones, s.milestones[1:])),
+        f"schedule.milestones must be increasing fractions of training in (0, 1), got {list(s.milestones)}",
+    )
+    if s.name == "steps" and t.epochs > 0:
+        need(
+            all(x * t.epochs > s.warmup_epochs for x in s.milestones),
+            f"schedule.milestones {list(s.milestones)} must fall after the warm-up "
+            f"({s.warmup_epochs} of {t.epochs} epochs)",
+        )
+    need(s.gamma > 0, f"schedule.gamma must be > 0, got {s.gamma}")
+    need(s.power > 0, f"schedule.power must be > 0, got {s.power}")
+
+    need(t.epochs > 0, f"train.epochs must be > 0, got {t.epochs}")
+    need(t.seed >= 0, f"train.seed must be >= 0, got {t.seed}")
+    need(0.0 <= t.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    choice("train.amp", t.amp, AMP_MODES)
+    if not re.fullmatch(r"cuda:\d+", t.device):
+        choice("train.device", t.device, DEVICES)
+    need(
+        isinstance(t.channels_last, bool) or t.channels_last == "auto",
+        f"train.channels_last must be auto, true or false, got {t.channels_last!r}",
+    )
+    need(t.ema_decay is None or 0.0 < t.ema_decay < 1.0, f"train.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
+    need(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
+    choice("train.on_nan", t.on_nan, NAN_POLICIES)
+    need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")
+    need(t.log_every >= 1, f"train.log_every must be >= 1, got {t.log_every}")
+
+    need(c.keep >= 1, f"checkpoint.keep must be >= 1, got {c.keep}")
+    need(c.every_steps is None or c.every_steps >= 1, f"checkpoint.every_steps must be >= 1 or null, got {c.every_steps}")
+
+    if problems:
+        raise InputError("invalid config: " + "; ".join(problems))
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def recipe_path(recipe: str | os.PathLike) -> Path:
+    """A recipe file: an existing path, or the name of a shipped recipe (``"mobilenet_v1_cifar10"``)."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if path.parent == Path(".") and (RECIPE_DIR / f"{name}.yaml").is_file():
+        return RECIPE_DIR / f"{name}.yaml"
+    shipped = list_recipes()
+    close = difflib.get_close_matches(name, shipped, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else (f"; shipped recipes: {', '.join(shipped)}" if shipped else "")
+    raise InputError(f"recipe not found: {os.fspath(recipe)!r}{hint}")
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped in the repository's ``configs/`` folder."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
+
+
+def _read_yaml(path: str | os.PathLike) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {os.fspath(path)}") from None
+    except IsADirectoryError:
+        raise InputError(f"config path is a folder, not a YAML file: {os.fspath(path)}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{os.fspath(path)} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def resolve(
+    recipe: str | os.PathLike | None = None, overrides: Mapping[str, str | object] | None = None
+) -> RunConfig:
+    """Defaults <- YAML recipe <- overrides, then :func:`validate`. Any problem -> InputError."""
+    cfg = RunConfig()
+    if recipe is not None:
+        path = recipe_path(recipe)
+        _apply_sections(cfg, _read_yaml(path), str(path))
+    if overrides:
+        apply_overrides(cfg, overrides)
+    return validate(cfg)
+
+
+def to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """``{section: {field: value}}`` with only YAML/JSON-safe values (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        return [plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+    return {
+        section: {name: plain(value) for name, value in dataclasses.asdict(getattr(cfg, section)).items()}
+        for section in SECTIONS
+    }
+
+
+def from_dict(d: Mapping[str, Any]) -> RunConfig:
+    """The inverse of :func:`to_dict`; missing fields take their defaults, unknown ones are errors. Validated."""
+    cfg = RunConfig()
+    _apply_sections(cfg, d, "")
+    return validate(cfg)
+
+
+def save_yaml(cfg: RunConfig, path: str | os.PathLike) -> Path:
+    """Write ``cfg`` as YAML atomically (temp file in the same folder, fsync, rename over ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# litezoo run config (resolved: defaults <- recipe <- overrides)\n" + yaml.safe_dump(
+        to_dict(cfg), sort_keys=False, default_flow_style=None
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_yaml(path: str | os.PathLike) -> RunConfig:
+    """Read a config written by :func:`save_yaml` (or any partial one) strictly, and validate it."""
+    cfg = RunConfig()
+    _apply_sections(cfg, _read_yaml(path), os.fspath(path))
+    return validate(cfg)
+
+
+def parse_cli_overrides(tokens: list[str]) -> dict[str, str]:
+    """``["--optim.lr", "0.05", "--label-smoothing=0.1"]`` -> ``{"optim.lr": "0.05", "label_smoothing": "0.1"}``.
+
+    Keys keep their spelling apart from dashes -> underscores (:func:`resolve` maps them to fields and rejects
+    unknown ones). Every flag needs a value; a repeated flag keeps the last value, as argparse does.
+    """
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or len(token) == 2:
+            raise InputError(f"expected an override like --optim.lr 0.05, got {token!r}")
+        body = token[2:]
+        if "=" in body:
+            key, value = body.split("=", 1)
+            i += 1
+        else:
+            key = body
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                raise InputError(f"override --{key} has no value (write --{key} VALUE or --{key}=VALUE)")
+            value = tokens[i + 1]
+            i += 2
+        key = key.replace("-", "_")
+        if not key:
+            raise InputError(f"override {token!r} has no name")
+        out[key] = value
+    return out
+
+
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "CheckpointConfig",
+    "RunConfig",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "AMP_MODES",
+    "DEVICES",
+    "NAN_POLICIES",
+    "ALIASES",
+    "RECIPE_DIR",
+    "FIELDS",
+    "SECTIONS",
+    "config_keys",
+    "resolve_key",
+    "coerce",
+    "apply_overrides",
+    "validate",
+    "recipe_path",
+    "list_recipes",
+    "resolve",
+    "to_dict",
+    "from_dict",
+    "save_yaml",
+    "load_yaml",
+    "parse_cli_overrides",
+]

@@ -1,1 +1,297 @@
-"""(being written)"""
+"""EfficientNet B0-B7 (Tan, Le: "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
+ICML 2019, arXiv:1905.11946).
+
+B0 is a stack of MBConv blocks (MobileNetV2's inverted residual plus squeeze-and-excitation) found by
+architecture search (paper Table 1, ``_B0_STAGES``). B1-B7 scale B0 *compoundly*: depth by alpha^phi, width by
+beta^phi and resolution by gamma^phi together (alpha=1.2, beta=1.1, gamma=1.15 for alpha*beta^2*gamma^2 ~ 2),
+rounded as in the authors' code to the per-variant coefficients used below:
+
+* channels: ``make_divisible(c * width, 8)`` (never more than 10% below ``c * width``), stem and head too;
+* repeats: ``ceil(r * depth)`` per stage;
+* resolution: the registered ``default_size``; dropout before the classifier grows 0.2 -> 0.5.
+
+Details follow the reference implementation (tensorflow/tpu ``efficientnet_model.py``; torchvision's port):
+SiLU (swish) everywhere; BatchNorm eps 1e-3 and momentum 0.01 (TF's decay 0.99); SE squeezes to 1/4 of the
+block's *input* channels; stochastic depth rises linearly over the blocks to ``drop_path_rate`` (0.2);
+"same"-style symmetric padding ``(k - 1) // 2``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from litezoo.layers import ClassifierHead, ConvBNAct, DropPath, SqueezeExcite, ZooModel, init_weights, make_divisible
+from litezoo.registry import register_model
+
+# The reference's BatchNorm settings. ``ConvBNAct`` builds PyTorch-default BatchNorm2d (eps 1e-5, momentum 0.1),
+# so the model sets these on every BN after construction (``_set_batch_norm``).
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01  # PyTorch's momentum is 1 - TF's decay (0.99)
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck with squeeze-and-excitation.
+
+    expand 1x1 (+BN+SiLU; skipped when expand_ratio is 1) -> depthwise kxk stride s (+BN+SiLU) -> SE
+    -> project 1x1 (+BN, linear: no activation) -> + input (through stochastic depth) when s = 1 and in == out.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        *,
+        kernel_size: int,
+        stride: int,
+        expand_ratio: int,
+        se_ratio: float = 0.25,
+        drop_path_rate: float = 0.0,
+    ):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"MBConv: stride must be 1 or 2, got {stride}")
+        mid_chs = in_chs * expand_ratio
+        self.has_residual = stride == 1 and in_chs == out_chs
+        self.expand = ConvBNAct(in_chs, mid_chs, 1, act=nn.SiLU) if expand_ratio != 1 else nn.Identity()
+        self.dw = ConvBNAct(mid_chs, mid_chs, kernel_size, stride=stride, groups=mid_chs, act=nn.SiLU)
+        # The SE bottleneck is sized from the block's input width, not the expanded width (reference code).
+        self.se = SqueezeExcite(mid_chs, max(1, int(in_chs * se_ratio)), act=nn.SiLU)
+        self.project = ConvBNAct(mid_chs, out_chs, 1, act=None)
+        self.drop_path = DropPath(drop_path_rate) if self.has_residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, in, H, W) -> (N, out, H/s, W/s)
+        y = self.expand(x)  # (N, mid, H, W)
+        y = self.se(self.dw(y))  # (N, mid, H/s, W/s)
+        y = self.project(y)  # (N, out, H/s, W/s)
+        if self.has_residual:
+            y = x + self.drop_path(y)
+        return y
+
+
+class EfficientNet(ZooModel):
+    """stem 3x3/2 conv -> stages of MBConv blocks -> 1x1 head conv -> global pool -> dropout -> FC.
+
+    ``stages`` rows are already scaled: [expand_ratio, kernel, stride, out_chs, repeats]; only a stage's first
+    block has the stage's stride. ``small_input=True`` (CIFAR, 32 px): stride-1 stem, so the output stride is
+    16 and a 32 px image ends as a 2x2 map instead of 1x1.
+    """
+
+    def __init__(
+        self,
+        stages: list[list[int]],
+        stem_chs: int,
+        head_chs: int,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        small_input: bool = False,
+        drop_rate: float = 0.2,
+        drop_path_rate: float = 0.2,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.stem = ConvBNAct(in_chans, stem_chs, 3, stride=1 if small_input else 2, act=nn.SiLU)
+
+        total_blocks = sum(row[4] for row in stages)
+        block_idx = 0
+        in_chs = stem_chs
+        stage_modules = []
+        for expand_ratio, kernel_size, stride, out_chs, repeats in stages:
+            blocks = []
+            for i in range(repeats):
+                blocks.append(
+                    MBConv(
+                        in_chs,
+                        out_chs,
+                        kernel_size=kernel_size,
+                        stride=stride if i == 0 else 1,
+                        expand_ratio=expand_ratio,
+                        # Deeper blocks are dropped more often: 0 for the first, approaching drop_path_rate.
+                        drop_path_rate=drop_path_rate * block_idx / total_blocks,
+                    )
+                )
+                in_chs = out_chs
+                block_idx += 1
+            stage_modules.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stage_modules)
+        self.conv_head = ConvBNAct(in_chs, head_chs, 1, act=nn.SiLU)
+        self.num_features = head_chs
+        self.head = ClassifierHead(head_chs, num_classes, drop_rate)
+
+        _set_batch_norm(self, eps=BN_EPS, momentum=BN_MOMENTUM)
+        init_weights(self)
+        # Reference (TF dense_kernel_initializer): uniform(+-1/sqrt(classes)) for the classifier.
+        if isinstance(self.head.fc, nn.Linear):
+            bound = 1.0 / math.sqrt(self.head.fc.out_features)
+            nn.init.uniform_(self.head.fc.weight, -bound, bound)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, head_chs, H/32, W/32)
+        x = self.stem(x)  # (N, stem, H/2, W/2); CIFAR form: (N, stem, H, W)
+        x = self.stages(x)  # (N, last stage chs, H/32, W/32)
+        return self.conv_head(x)
+
+
+def _set_batch_norm(module: nn.Module, *, eps: float, momentum: float) -> None:
+    """Give every BatchNorm2d under ``module`` the reference's eps and momentum (ConvBNAct uses torch defaults)."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = eps
+            m.momentum = momentum
+
+
+# EfficientNet-B0 (paper Table 1), stages 2-8 (stage 1 is the stem, stage 9 the head):
+# [expand_ratio, kernel, stride, out_channels, repeats]
+_B0_STAGES = [
+    [1, 3, 1, 16, 1],
+    [6, 3, 2, 24, 2],
+    [6, 5, 2, 40, 2],
+    [6, 3, 2, 80, 3],
+    [6, 5, 1, 112, 3],
+    [6, 5, 2, 192, 4],
+    [6, 3, 1, 320, 1],
+]
+_B0_STEM = 32
+_B0_HEAD = 1280
+
+
+def scaled_stages(width: float, depth: float) -> tuple[int, list[list[int]], int]:
+    """(stem channels, scaled ``_B0_STAGES`` rows, head channels) for width/depth coefficients."""
+    stages = [
+        [expand_ratio, kernel, stride, make_divisible(chs * width, 8), math.ceil(repeats * depth)]
+        for expand_ratio, kernel, stride, chs, repeats in _B0_STAGES
+    ]
+    return make_divisible(_B0_STEM * width, 8), stages, make_divisible(_B0_HEAD * width, 8)
+
+
+def _efficientnet(
+    *,
+    width: float,
+    depth: float,
+    num_classes: int,
+    in_chans: int,
+    small_input: bool,
+    drop_rate: float,
+    drop_path_rate: float,
+) -> EfficientNet:
+    stem_chs, stages, head_chs = scaled_stages(width, depth)
+    return EfficientNet(
+        stages,
+        stem_chs,
+        head_chs,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+# Per variant: width, depth (arguments below), resolution (default_size) and dropout (drop_rate default).
+
+
+@register_model(family="efficientnet", default_size=224)
+def efficientnet_b0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.2, drop_path_rate=0.2):
+    return _efficientnet(
+        width=1.0,
+        depth=1.0,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+@register_model(family="efficientnet", default_size=240)
+def efficientnet_b1(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.2, drop_path_rate=0.2):
+    return _efficientnet(
+        width=1.0,
+        depth=1.1,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+@register_model(family="efficientnet", default_size=260)
+def efficientnet_b2(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.3, drop_path_rate=0.2):
+    return _efficientnet(
+        width=1.1,
+        depth=1.2,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+@register_model(family="efficientnet", default_size=300)
+def efficientnet_b3(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.3, drop_path_rate=0.2):
+    return _efficientnet(
+        width=1.2,
+        depth=1.4,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+@register_model(family="efficientnet", default_size=380)
+def efficientnet_b4(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.4, drop_path_rate=0.2):
+    return _efficientnet(
+        width=1.4,
+        depth=1.8,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+@register_model(family="efficientnet", default_size=456)
+def efficientnet_b5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.4, drop_path_rate=0.2):
+    return _efficientnet(
+        width=1.6,
+        depth=2.2,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+@register_model(family="efficientnet", default_size=528)
+def efficientnet_b6(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5, drop_path_rate=0.2):
+    return _efficientnet(
+        width=1.8,
+        depth=2.6,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+@register_model(family="efficientnet", default_size=600)
+def efficientnet_b7(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5, drop_path_rate=0.2):
+    return _efficientnet(
+        width=2.0,
+        depth=3.1,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        small_input=small_input,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+    )

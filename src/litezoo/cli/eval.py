@@ -1,0 +1,68 @@
+"""``litezoo eval``: top-1/top-5, per-class accuracy and the confusion matrix of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from litezoo.cli.common import add_common, emit, human_out, positive_int
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a trained model: top-1/top-5, per-class accuracy, confusion matrix",
+        description=(
+            "Evaluate the model of a run folder (its model.safetensors, else checkpoints/last.pt), a .pt\n"
+            "checkpoint or a .safetensors file on a split of DATA, with the training run's image size and\n"
+            "normalisation. Prints top-1, top-5, per-class accuracy and the confusion matrix; writes\n"
+            "confusion_<split>.png and eval_<split>.json to --out (default: the run folder / the file's folder)."
+        ),
+        epilog=(
+            "example:\n"
+            "  litezoo eval runs/mbv1 --data /data/cifar10\n"
+            "  litezoo eval runs/mbv1/checkpoints/best.pt --data /data/cifar10 --tta --json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", metavar="RUN_DIR_OR_CKPT", help="run folder, .pt checkpoint or .safetensors file")
+    p.add_argument("--data", required=True, help="dataset folder/archive or known dataset name")
+    p.add_argument("--split", default="test", help="train or test (val/valid are aliases of test; default test)")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation: average with mirrored images")
+    p.add_argument("--batch-size", type=positive_int, default=500, help="evaluation batch size (default 500)")
+    p.add_argument("--out", help="folder for confusion_<split>.png and eval_<split>.json")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--amp", default="off", help="auto | bf16 | fp16 | off (default off: exact fp32 numbers)")
+    p.add_argument("--cache-dir", help="decoded-image cache folder (default $LITEZOO_CACHE or ~/.cache/litezoo)")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from litezoo.checkpoint import atomic_write_bytes
+    from litezoo.errors import InputError
+    from litezoo.evaluate import evaluate_saved, format_report, save_confusion_png
+
+    target = Path(args.target)
+    if not target.exists():
+        raise InputError(f"{target} does not exist")
+    result, info = evaluate_saved(
+        target, args.data, split=args.split, tta_flip=args.tta, batch_size=args.batch_size, device=args.device,
+        amp=args.amp, cache_dir=args.cache_dir,
+    )  # fmt: skip
+    out = Path(args.out) if args.out else (target if target.is_dir() else target.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    png = save_confusion_png(
+        result, out / f"confusion_{args.split}.png",
+        title=f"{info['model_name']} on {args.split}: top-1 {result.top1:.2f}%" + (" (flip TTA)" if args.tta else ""),
+    )  # fmt: skip
+    report = {"target": str(target), **{k: info[k] for k in ("model_name", "split", "data", "tta_flip")},
+              **result.to_dict(), "confusion_png": str(png)}  # fmt: skip
+    report_path = atomic_write_bytes(json.dumps(report, indent=1).encode(), out / f"eval_{args.split}.json")
+    report["report_json"] = str(report_path)
+    if not args.json:
+        print(f"{info['model_name']} ({target}) on {args.split} of {args.data}" + (" with flip TTA" if args.tta else ""),
+              file=human_out(args))  # fmt: skip
+    emit(args, report, human=format_report(result) + f"\n\nwrote {png} and {report_path}")
+    return 0

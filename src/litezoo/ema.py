@@ -1,0 +1,89 @@
+"""Exponential moving average of a model's weights (evaluated instead of the raw weights when EMA is on).
+
+After every optimizer step, ``ema.update(model)`` moves each floating-point tensor of the averaged copy toward
+the model's: ``ema = d * ema + (1 - d) * weight``. BN running statistics are averaged the same way; integer
+buffers (BN's ``num_batches_tracked``) are copied. With ``warmup`` the decay starts small and ramps up,
+``d = min(decay, (1 + n) / (10 + n))`` after ``n`` earlier updates, so the average does not stay anchored to the
+random initialisation for the first ~1/(1-decay) steps (TensorFlow's ExponentialMovingAverage ``num_updates``
+rule).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from litezoo.errors import InputError
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module under DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+class ModelEma:
+    """An averaged copy of ``model`` (``.module``, in eval mode, never trained directly)."""
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = True):
+        if not 0.0 < decay < 1.0:
+            raise InputError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = float(decay)
+        self.warmup = bool(warmup)
+        self.num_updates = 0
+        self.module = copy.deepcopy(unwrap_model(model)).eval()
+        self.module.requires_grad_(False)
+
+    def current_decay(self) -> float:
+        """The decay the next update will use."""
+        if not self.warmup:
+            return self.decay
+        n = self.num_updates
+        return min(self.decay, (1.0 + n) / (10.0 + n))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Average ``model``'s current weights in (call after each optimizer step)."""
+        d = self.current_decay()
+        source = unwrap_model(model).state_dict()
+        ema_floats, model_floats = [], []
+        for name, ema_t in self.module.state_dict().items():
+            if name not in source:
+                raise InputError(f"EMA update: the model has no tensor {name!r} (was the architecture changed?)")
+            src = source[name].detach()
+            if ema_t.dtype.is_floating_point:
+                ema_floats.append(ema_t)
+                model_floats.append(src.to(dtype=ema_t.dtype, device=ema_t.device))
+            else:
+                ema_t.copy_(src)
+        if ema_floats:
+            # ema += (1 - d) * (weight - ema): one fused pass over all tensors, same as d*ema + (1-d)*weight.
+            torch._foreach_lerp_(ema_floats, model_floats, 1.0 - d)
+        self.num_updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The averaged weights and the update count (plain values and tensors: loads with weights_only=True)."""
+        return {
+            "module": self.module.state_dict(),
+            "num_updates": self.num_updates,
+            "decay": self.decay,
+            "warmup": self.warmup,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the averaged weights and the update count (the decay stays the one this EMA was built with)."""
+        if "module" not in state or "num_updates" not in state:
+            raise InputError("not an EMA state: expected 'module' and 'num_updates' entries")
+        self.module.load_state_dict(state["module"])
+        self.num_updates = int(state["num_updates"])
+
+
+__all__ = ["ModelEma", "unwrap_model"]

@@ -1,0 +1,224 @@
+"""Evaluation: loss, top-1/top-5, per-class accuracy and the confusion matrix, with optional flip TTA.
+
+Counts (not averages) are accumulated, so a data-parallel evaluation sums them across processes and gets
+exactly the single-process numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from litezoo import distributed
+
+
+@dataclass
+class EvalResult:
+    loss: float  # mean cross-entropy (no label smoothing)
+    top1: float  # percent
+    top5: float  # percent; top-k with k = min(5, number of classes)
+    num_samples: int
+    confusion: np.ndarray  # (K, K) int64: rows = true class, columns = predicted class
+    classes: list[str]
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        """Percent correct per true class (NaN for a class with no samples)."""
+        support = self.confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100.0 * np.diag(self.confusion) / support
+
+    def to_dict(self) -> dict[str, Any]:
+        support = self.confusion.sum(axis=1)
+        acc = self.per_class_accuracy
+        return {
+            "loss": self.loss,
+            "top1": self.top1,
+            "top5": self.top5,
+            "num_samples": self.num_samples,
+            "per_class": [
+                {"class": c, "support": int(n), "top1": None if np.isnan(a) else float(a)}
+                for c, n, a in zip(self.classes, support, acc)
+            ],
+            "confusion": self.confusion.tolist(),
+        }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    num_classes: int,
+    classes: list[str] | None = None,
+    tta_flip: bool = False,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` on every batch of ``loader`` (inputs already normalised and on the model's device).
+
+    ``autocast`` is a zero-argument factory of the mixed-precision context (None: full precision). Under
+    ``torch.distributed`` each process evaluates its shard and the counts are summed across processes.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    k = min(5, num_classes)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    top_k_correct = torch.zeros((), dtype=torch.int64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    for x, y in loader:
+        with autocast() if autocast else contextlib.nullcontext():
+            logits = model(x)
+            if tta_flip:
+                # Average the logits with those of the mirrored image (dim 3 is width for NCHW and channels_last).
+                logits = (logits + model(torch.flip(x, dims=(3,)))) / 2
+        logits = logits.float()  # (B, K)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        top = logits.topk(k, dim=1).indices  # (B, k)
+        top_k_correct += (top == y[:, None]).any(dim=1).sum()
+        confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
+    model.train(was_training)
+
+    # Sum across processes (a no-op in a single process).
+    loss_sum = distributed.all_reduce_sum(loss_sum)
+    top_k_correct = distributed.all_reduce_sum(top_k_correct)
+    confusion = distributed.all_reduce_sum(confusion)
+
+    cm = confusion.view(num_classes, num_classes).cpu().numpy()
+    n = int(cm.sum())
+    if n == 0:
+        raise ValueError("evaluate: the loader produced no samples")
+    return EvalResult(
+        loss=float(loss_sum) / n,
+        top1=100.0 * float(np.trace(cm)) / n,
+        top5=100.0 * float(top_k_correct) / n,
+        num_samples=n,
+        confusion=cm,
+        classes=list(classes) if classes is not None else [str(i) for i in range(num_classes)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reports
+
+
+def format_report(result: EvalResult, *, max_matrix_classes: int = 20) -> str:
+    """Human-readable summary: totals, per-class accuracy, and the confusion matrix when it fits on screen."""
+    k = min(5, len(result.classes))
+    lines = [
+        f"samples {result.num_samples}   loss {result.loss:.4f}   top-1 {result.top1:.2f}%   top-{k} {result.top5:.2f}%",
+        "",
+        "per-class accuracy:",
+    ]
+    width = max(len(c) for c in result.classes)
+    support = result.confusion.sum(axis=1)
+    for name, n, acc in zip(result.classes, support, result.per_class_accuracy):
+        acc_text = "   n/a" if np.isnan(acc) else f"{acc:6.2f}%"
+        lines.append(f"  {name:<{width}}  {acc_text}  (n={n})")
+    if len(result.classes) <= max_matrix_classes:
+        lines += ["", "confusion matrix (rows: true class, columns: predicted):", format_confusion(result)]
+    return "\n".join(lines)
+
+
+def format_confusion(result: EvalResult) -> str:
+    cm = result.confusion
+    labels = [c[:8] for c in result.classes]
+    cell = max(5, max(len(label) for label in labels), len(str(int(cm.max()))) if cm.size else 1)
+    head = " " * (cell + 2) + " ".join(f"{label:>{cell}}" for label in labels)
+    rows = [f"{label:>{cell}}  " + " ".join(f"{v:>{cell}d}" for v in row) for label, row in zip(labels, cm)]
+    return "\n".join([head, *rows])
+
+
+def save_confusion_png(result: EvalResult, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Plot the row-normalised confusion matrix (per-class recall) with the counts written in small matrices."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    from litezoo.checkpoint import atomic_write_bytes
+
+    cm = result.confusion
+    k = len(result.classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = np.nan_to_num(cm / cm.sum(axis=1, keepdims=True))
+    side = min(4 + 0.45 * k, 24)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    if k <= 40:
+        ax.set_xticks(range(k), labels=result.classes, rotation=90 if k > 10 else 45, ha="right")
+        ax.set_yticks(range(k), labels=result.classes)
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"top-1 {result.top1:.2f}% on {result.num_samples} images")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(buf.getvalue(), path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A trained model from its files
+
+
+def load_trained_model(target: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a run folder / .pt checkpoint / .safetensors file; returns (model in eval mode, metadata)."""
+    from litezoo.checkpoint import load_weights
+    from litezoo.errors import InputError
+    from litezoo.registry import create_model
+
+    weights, meta = load_weights(target)
+    model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"])
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise InputError(f"the weights in {target} do not fit {meta['model_name']}: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), meta
+
+
+def evaluate_saved(
+    target: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    split: str = "test",
+    tta_flip: bool = False,
+    batch_size: int = 500,
+    device: str = "auto",
+    amp: str = "off",
+    cache_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> tuple[EvalResult, dict[str, Any]]:
+    """Evaluate a trained model on ``split`` of ``data`` with the training run's normalisation and image size."""
+    from litezoo.data import BatchLoader, open_dataset
+    from litezoo.errors import InputError
+    from litezoo.precision import autocast, choose_precision, resolve_device
+
+    dev = resolve_device(device)
+    precision = choose_precision(amp, dev)
+    model, meta = load_trained_model(target, dev)
+    ds = open_dataset(data, split, image_size=meta["image_size"], cache_dir=cache_dir, limit=limit)
+    if list(ds.classes) != list(meta["classes"]):
+        raise InputError(
+            f"the data at {data} has classes {ds.classes}, but the model was trained on {meta['classes']}"
+        )
+    loader = BatchLoader(ds, batch_size, train=False, device=dev, rank=0, world_size=1,
+                         mean=tuple(meta["mean"]), std=tuple(meta["std"]))  # fmt: skip
+    result = evaluate(model, loader, num_classes=meta["num_classes"], classes=meta["classes"], tta_flip=tta_flip,
+                      autocast=lambda: autocast(precision, dev))  # fmt: skip
+    return result, {**meta, "split": ds.split, "data": str(data), "tta_flip": tta_flip, "precision": precision.mode}

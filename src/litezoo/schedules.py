@@ -1,0 +1,243 @@
+"""Optimizers and learning-rate schedules. The scheduler is stepped once per optimizer step.
+
+Every schedule has a closed form, :func:`lr_at`; the scheduler built by :func:`build_scheduler` follows it
+exactly (tests check this step by step). With ``T`` = total steps, ``W`` = warm-up steps
+(``warmup_epochs * steps_per_epoch``, rounded, at least 1 when warm-up is on), ``f`` = ``warmup_start_factor``,
+``lr`` = the optimizer's learning rate and ``t = (s - W) / (T - W)`` the progress after the warm-up:
+
+    warm-up, s < W    lr * (f + (1 - f) * s / W)         starts at f * lr, reaches lr at s = W
+    cosine            min_lr + (lr - min_lr) * (1 + cos(pi * t)) / 2
+    linear            lr - (lr - min_lr) * t             (SqueezeNet tutorial's 'linear', lr_end = min_lr)
+    poly              min_lr + (lr - min_lr) * (1 - t) ** power
+    steps             lr * gamma ** k, k = number of milestones m with s >= m * T (fractions of all T steps)
+    constant          lr
+    onecycle          torch's OneCycleLR: lr / div_factor -> lr (cosine) over the first pct_start * T steps,
+                      then -> lr / div_factor / final_div_factor (cosine) at step T - 1. It IS the warm-up, so
+                      warmup_epochs must be 0 (an InputError otherwise: set pct_start instead); min_lr and
+                      warmup_start_factor do not apply. With cycle_momentum, SGD's momentum (AdamW's beta1)
+                      runs max_momentum -> base_momentum -> max_momentum, replacing optim.momentum — exactly as
+                      torch does, even for an SGD built with momentum 0 (the MobileNet tutorial's case).
+
+Step ``s`` runs from 0 (the lr of the first update: the warm-up start) to ``T`` (the lr after the last update).
+Stepping past ``T`` is an error, as in torch's OneCycleLR.
+
+Scheduler state dicts hold only numbers, strings, lists and dicts (they load with ``weights_only=True``) and
+record the schedule they were made for: loading one made for a different schedule raises InputError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
+
+from litezoo.config import OPTIMIZERS, SCHEDULES, OptimConfig, ScheduleConfig
+from litezoo.errors import InputError
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optimizer
+
+
+def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool) -> list[dict[str, Any]]:
+    """Trainable parameters split into a weight-decayed group and (optionally) a group without decay.
+
+    Tensors with ndim <= 1 are BN/LayerNorm scales and shifts and biases: decaying them only pulls the
+    normalisation toward zero without regularising anything, so ``no_decay_bn_bias`` exempts them.
+    Frozen parameters (``requires_grad=False``) are left out.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if no_decay_bn_bias and p.ndim <= 1 else decay).append(p)
+    if not decay and not no_decay:
+        raise InputError("the model has no trainable parameters (all have requires_grad=False)")
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay_bn_bias:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, nesterov) or AdamW over the model's trainable parameters, at ``cfg.lr``."""
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    raise InputError(f"unknown optimizer {cfg.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Closed form
+
+
+def warmup_steps(cfg: ScheduleConfig, steps_per_epoch: int) -> int:
+    """Warm-up length in optimizer steps (fractional epochs allowed; at least one step when warm-up is on)."""
+    if cfg.warmup_epochs <= 0:
+        return 0
+    return max(1, round(cfg.warmup_epochs * steps_per_epoch))
+
+
+def _check(cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int) -> int:
+    """Validate the arguments shared by lr_at and build_scheduler; return the warm-up length."""
+    if cfg.name not in SCHEDULES:
+        raise InputError(f"unknown lr schedule {cfg.name!r}; choose one of {', '.join(SCHEDULES)}")
+    for name, value in (("total_steps", total_steps), ("steps_per_epoch", steps_per_epoch)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if cfg.warmup_epochs < 0:
+        raise InputError(f"schedule.warmup_epochs must be >= 0, got {cfg.warmup_epochs}")
+    if cfg.name == "onecycle":
+        if cfg.warmup_epochs > 0:
+            raise InputError(
+                "schedule.warmup_epochs must be 0 with the onecycle schedule: its warm-up is the first "
+                f"schedule.pct_start ({cfg.pct_start}) of training"
+            )
+        if not 0.0 < cfg.pct_start < 1.0:
+            raise InputError(f"schedule.pct_start must be in (0, 1), got {cfg.pct_start}")
+        if float(cfg.pct_start * total_steps) - 1 == 0.0:  # torch's first phase would have zero length
+            raise InputError(
+                f"onecycle with pct_start={cfg.pct_start} over {total_steps} steps has a 1-step warm-up phase, "
+                "which torch's OneCycleLR cannot anneal (division by zero): change pct_start or the step count"
+            )
+        return 0
+    warm = warmup_steps(cfg, steps_per_epoch)
+    if warm >= total_steps:
+        raise InputError(
+            f"the warm-up ({cfg.warmup_epochs} epochs = {warm} steps) must be shorter than training ({total_steps} steps)"
+        )
+    return warm
+
+
+def _cos_anneal(start: float, end: float, pct: float) -> float:
+    """Cosine from ``start`` (pct 0) to ``end`` (pct 1), written as torch's OneCycleLR writes it."""
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+def lr_at(cfg: ScheduleConfig, base_lr: float, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """The learning rate of optimizer step ``step`` (0 = first update) for peak learning rate ``base_lr``."""
+    warm = _check(cfg, total_steps, steps_per_epoch)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise InputError(f"step must be a non-negative integer, got {step!r}")
+    if step > total_steps:
+        raise InputError(f"step {step} is past the end of the lr schedule ({total_steps} steps)")
+
+    if cfg.name == "onecycle":
+        initial = base_lr / cfg.div_factor
+        final = initial / cfg.final_div_factor
+        end_warm = float(cfg.pct_start * total_steps) - 1  # torch's phase boundaries, in steps
+        if step <= end_warm:
+            return _cos_anneal(initial, base_lr, step / end_warm)
+        return _cos_anneal(base_lr, final, (step - end_warm) / (total_steps - 1 - end_warm))
+
+    if step < warm:
+        f = cfg.warmup_start_factor
+        return base_lr * (f + (1.0 - f) * step / warm)
+    t = (step - warm) / (total_steps - warm)  # 0 at the end of the warm-up, 1 at the last step
+    if cfg.name == "cosine":
+        return cfg.min_lr + (base_lr - cfg.min_lr) * (1.0 + math.cos(math.pi * t)) / 2.0
+    if cfg.name == "linear":
+        return base_lr - (base_lr - cfg.min_lr) * t
+    if cfg.name == "poly":
+        return cfg.min_lr + (base_lr - cfg.min_lr) * (1.0 - t) ** cfg.power
+    if cfg.name == "steps":
+        passed = sum(step >= m * total_steps for m in cfg.milestones)
+        return base_lr * cfg.gamma**passed
+    return base_lr  # constant
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Schedulers
+
+
+def _identity(cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int) -> dict[str, Any]:
+    """What a scheduler state belongs to, as plain values (kept in its state dict)."""
+    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+    return {"schedule": plain, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
+
+
+class _SameScheduleOnLoad:
+    """Refuse to resume from a state made for another schedule (which would silently bend the lr curve)."""
+
+    litezoo_schedule: dict[str, Any]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k != "_cfg"}  # type: ignore[misc]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("litezoo_schedule")
+        if saved is None:
+            raise InputError("the scheduler state was not made by litezoo.schedules (no 'litezoo_schedule' entry)")
+        if saved != self.litezoo_schedule:
+            ours, theirs = self.litezoo_schedule, saved.get("schedule", {})
+            diffs = [k for k in ours if k != "schedule" and saved.get(k) != ours[k]]
+            diffs += [f"schedule.{k}" for k in ours["schedule"] if theirs.get(k) != ours["schedule"][k]]
+            raise InputError(
+                f"the saved lr scheduler state belongs to a different schedule (differs in {', '.join(diffs)}); "
+                "resume with the run's own config"
+            )
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+
+
+class ClosedFormLR(_SameScheduleOnLoad, LRScheduler):
+    """Warm-up + cosine / linear / poly / steps / constant, computed by :func:`lr_at` at every step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int):
+        _check(cfg, total_steps, steps_per_epoch)
+        self._cfg = cfg
+        self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
+        super().__init__(optimizer)
+        self.litezoo_schedule = {**_identity(cfg, total_steps, steps_per_epoch), "base_lrs": list(self.base_lrs)}
+
+    def get_lr(self) -> list[float]:
+        return [lr_at(self._cfg, base, self.last_epoch, self.total_steps, self.steps_per_epoch) for base in self.base_lrs]
+
+
+class OneCycle(_SameScheduleOnLoad, OneCycleLR):
+    """torch's OneCycleLR (two phases, cosine), with the litezoo state-dict check."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int):
+        _check(cfg, total_steps, steps_per_epoch)
+        super().__init__(
+            optimizer,
+            max_lr=[group["lr"] for group in optimizer.param_groups],  # max_lr = the optimizer's lr
+            total_steps=total_steps,
+            pct_start=float(cfg.pct_start),
+            anneal_strategy="cos",
+            cycle_momentum=cfg.cycle_momentum,
+            base_momentum=cfg.base_momentum,
+            max_momentum=cfg.max_momentum,
+            div_factor=cfg.div_factor,
+            final_div_factor=cfg.final_div_factor,
+            three_phase=False,
+        )
+        self.litezoo_schedule = {**_identity(cfg, total_steps, steps_per_epoch), "base_lrs": list(self.base_lrs)}
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int
+) -> LRScheduler:
+    """The scheduler for ``cfg``; call ``.step()`` after every ``optimizer.step()``, ``total_steps`` times."""
+    if cfg.name == "onecycle":
+        return OneCycle(optimizer, cfg, total_steps, steps_per_epoch)
+    return ClosedFormLR(optimizer, cfg, total_steps, steps_per_epoch)
+
+
+__all__ = [
+    "param_groups",
+    "build_optimizer",
+    "warmup_steps",
+    "lr_at",
+    "ClosedFormLR",
+    "OneCycle",
+    "build_scheduler",
+]

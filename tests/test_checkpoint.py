@@ -1,0 +1,187 @@
+"""Checkpoint files: atomic writes, keep-K, weights_only loading, refusal of pickles, truncation, RNG state."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from litezoo import checkpoint as ck
+from litezoo.errors import InputError
+
+
+def _state(value: float) -> dict:
+    return {"format": ck.FORMAT, "version": ck.VERSION, "model": {"w": torch.full((256, 256), value)}, "epoch": 1}
+
+
+def test_save_and_load_roundtrip_weights_only(tmp_path):
+    path = tmp_path / "checkpoints" / "last.pt"
+    ck.save_checkpoint(_state(3.0), path)
+    loaded = ck.load_checkpoint(path)
+    assert torch.equal(loaded["model"]["w"], torch.full((256, 256), 3.0))
+    # Nothing but the target is left in the folder (no temp files).
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_one_serialisation_written_to_several_files(tmp_path):
+    a, b = tmp_path / "epoch_0001.pt", tmp_path / "last.pt"
+    ck.save_checkpoint(_state(1.0), a, b)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_failed_write_leaves_previous_file_byte_identical(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    ck.save_checkpoint(_state(1.0), path)
+    before = path.read_bytes()
+
+    calls = {"n": 0}
+    real = ck._write_chunk
+
+    def disk_full_after_first_chunk(f, chunk):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(28, "No space left on device")
+        real(f, chunk)
+
+    monkeypatch.setattr(ck, "_CHUNK", 4096)
+    monkeypatch.setattr(ck, "_write_chunk", disk_full_after_first_chunk)
+    with pytest.raises(OSError, match="No space"):
+        ck.save_checkpoint(_state(2.0), path)
+    assert calls["n"] == 2  # it really failed half-way through
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # the temp file was removed
+
+
+@pytest.mark.slow
+def test_save_killed_mid_write_leaves_previous_checkpoint(tmp_path):
+    """SIGKILL a real process while it writes last.pt: the old last.pt stays byte-identical and loadable."""
+    folder = tmp_path / "checkpoints"
+    script = textwrap.dedent(
+        f"""
+        import sys, time, torch
+        from litezoo import checkpoint as ck
+        folder = {str(folder)!r}
+        state = lambda v: {{"format": ck.FORMAT, "version": ck.VERSION, "model": {{"w": torch.full((512, 512), v)}}}}
+        ck.save_checkpoint(state(1.0), folder + "/last.pt")
+        ck._CHUNK = 64 * 1024
+        real = ck._write_chunk
+        n = [0]
+        def slow(f, chunk):
+            real(f, chunk)
+            n[0] += 1
+            if n[0] == 3:
+                f.flush()
+                print("WRITING", flush=True)
+                time.sleep(60)
+        ck._write_chunk = slow
+        ck.save_checkpoint(state(2.0), folder + "/last.pt")
+        print("DONE", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "WRITING", line
+        before = (folder / "last.pt").read_bytes()
+        temps = [p for p in folder.iterdir() if p.name != "last.pt"]
+        assert len(temps) == 1 and temps[0].stat().st_size > 0  # the new file is half written
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert (folder / "last.pt").read_bytes() == before
+    assert torch.equal(ck.load_checkpoint(folder / "last.pt")["model"]["w"], torch.full((512, 512), 1.0))
+    # The leftover cannot be mistaken for a checkpoint: hidden and not ending in .pt ...
+    leftovers = [p for p in folder.iterdir() if p.name != "last.pt"]
+    assert all(p.name.startswith(".") and not p.name.endswith(".pt") for p in leftovers)
+    assert ck.last_good_checkpoint(folder) == folder / "last.pt"
+    # ... and the next run's clean-up removes it (its writer is dead).
+    assert ck.remove_stale_temp_files(folder) == leftovers
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt"]
+
+
+class _Payload:
+    def __reduce__(self):  # what a malicious pickle would do on load
+        return (os.system, ("echo pwned",))
+
+
+def test_pickled_payload_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ck.FORMAT, "model": {}, "x": _Payload()}, path)
+    with pytest.raises(InputError, match="pickled Python objects"):
+        ck.load_checkpoint(path)
+
+
+def test_truncated_checkpoint_names_file_and_last_good(tmp_path):
+    folder = tmp_path / "checkpoints"
+    ck.save_checkpoint(_state(1.0), folder / "epoch_0001.pt")
+    ck.save_checkpoint(_state(2.0), folder / "epoch_0002.pt")
+    good = folder / "epoch_0002.pt"
+    os.utime(folder / "epoch_0001.pt", ns=(1, 1))  # make epoch 2 clearly the newer good file
+    data = good.read_bytes()
+    last = folder / "last.pt"
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as err:
+        ck.load_checkpoint(last)
+    msg = str(err.value)
+    assert str(last) in msg and "truncated or corrupt" in msg
+    assert f"last good checkpoint is {good}" in msg
+
+
+def test_not_a_litezoo_checkpoint(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(InputError, match="not a litezoo checkpoint"):
+        ck.load_checkpoint(path)
+
+
+def test_keep_last_k_epoch_files(tmp_path):
+    for e in range(1, 8):
+        ck.save_checkpoint(_state(float(e)), ck.epoch_path(tmp_path, e), ck.checkpoint_dir(tmp_path) / ck.LAST)
+    ck.save_checkpoint(_state(3.0), ck.checkpoint_dir(tmp_path) / ck.BEST)
+    removed = ck.prune_epoch_checkpoints(tmp_path, keep=5)
+    assert [p.name for p in removed] == ["epoch_0001.pt", "epoch_0002.pt"]
+    names = sorted(p.name for p in ck.checkpoint_dir(tmp_path).iterdir())
+    assert names == ["best.pt"] + [f"epoch_{e:04d}.pt" for e in range(3, 8)] + ["last.pt"]
+
+
+def test_rng_state_roundtrip_through_weights_only_file(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    random.gauss(0, 1)  # leaves a cached gaussian in Python's state
+    ck.save_checkpoint({"format": ck.FORMAT, "rng": ck.rng_state()}, tmp_path / "r.pt")
+    expected = (random.random(), np.random.rand(3).tolist(), torch.rand(3))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    ck.set_rng_state(ck.load_checkpoint(tmp_path / "r.pt")["rng"])
+    got = (random.random(), np.random.rand(3).tolist(), torch.rand(3))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def test_resolve_resume_path(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match="nothing to resume"):
+        ck.resolve_resume_path(run)
+    ck.save_checkpoint(_state(1.0), ck.checkpoint_dir(run) / "last.pt", ck.epoch_path(run, 1))
+    assert ck.resolve_resume_path(run) == (run / "checkpoints" / "last.pt", run)
+    assert ck.resolve_resume_path(ck.epoch_path(run, 1)) == (ck.epoch_path(run, 1), run)
+
+
+def test_safetensors_export_roundtrip_with_metadata(tmp_path):
+    conv = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)  # non-contiguous weights
+    sd = conv.state_dict()
+    path = ck.export_safetensors(sd, tmp_path / "model.safetensors", {"model_name": "x", "classes": ["a", "b"]})
+    tensors, meta = ck.load_safetensors(path)
+    assert meta == {"model_name": "x", "classes": ["a", "b"]}
+    assert all(torch.equal(tensors[k], sd[k]) for k in sd)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        ck.load_safetensors(path)

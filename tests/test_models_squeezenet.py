@@ -1,0 +1,165 @@
+"""SqueezeNet: Fire module, bypass variants, head, sizes, CIFAR form."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import litezoo
+from litezoo.models.squeezenet import Fire
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is fastest, and avoids OpenMP spin-waits on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+FIRES = [f"fire{i}" for i in range(2, 10)]
+
+
+def _fire_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``model`` on ``x`` and return each Fire module's input."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = [
+        getattr(model.features, name).register_forward_pre_hook(
+            lambda _m, args, name=name: seen.__setitem__(name, args[0].clone())
+        )
+        for name in FIRES
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+def test_fire_output_channels_and_relu() -> None:
+    fire = Fire(96, 16, 64, 64)
+    y = fire(torch.randn(2, 96, 9, 7))
+    assert y.shape == (2, 128, 9, 7)
+    assert (y >= 0).all()  # ReLU after expand, no bypass
+    # Unequal expand widths concatenate: e1x1 first, then e3x3.
+    fire = Fire(32, 8, 16, 48)
+    assert fire(torch.randn(1, 32, 5, 5)).shape == (1, 64, 5, 5)
+    assert fire.squeeze[0].out_channels == 8 and fire.expand3x3.kernel_size == (3, 3)
+
+
+def test_fire_rejects_bad_configs() -> None:
+    with pytest.raises(ValueError, match=r"96 -> 128"):
+        Fire(96, 16, 64, 64, shortcut="identity")
+    with pytest.raises(ValueError, match=r"squeeze_chs \(128\).*\(128\)"):
+        Fire(96, 128, 64, 64)
+    with pytest.raises(ValueError, match="'dense'"):
+        Fire(128, 16, 64, 64, shortcut="dense")
+    with pytest.raises(ValueError, match="bypass.*'residual'"):
+        litezoo.models.squeezenet.SqueezeNet(96, 7, [[16, 64, 64]], [], bypass="residual")
+
+
+def test_published_parameter_counts() -> None:
+    with torch.device("meta"):
+        counts = {n: sum(p.numel() for p in litezoo.create_model(n).parameters()) for n in
+                  ["squeezenet1_0", "squeezenet1_1", "squeezenet1_0_simple_bypass", "squeezenet1_0_complex_bypass"]}
+    assert counts["squeezenet1_0"] == 1_248_424  # torchvision
+    assert counts["squeezenet1_1"] == 1_235_496  # torchvision
+    assert counts["squeezenet1_0_simple_bypass"] == counts["squeezenet1_0"]  # identity shortcuts are free
+    # Complex bypass: 1x1 convs (with bias) around fire2 96->128, fire4 128->256, fire6 256->384, fire8 384->512.
+    extra = sum(cin * cout + cout for cin, cout in [(96, 128), (128, 256), (256, 384), (384, 512)])
+    assert counts["squeezenet1_0_complex_bypass"] - counts["squeezenet1_0"] == extra == 341_248
+
+
+def test_bypass_placement() -> None:
+    with torch.device("meta"):
+        vanilla = litezoo.create_model("squeezenet1_0")
+        simple = litezoo.create_model("squeezenet1_0_simple_bypass")
+        complex_ = litezoo.create_model("squeezenet1_0_complex_bypass")
+    kinds = {
+        "vanilla": [type(getattr(vanilla.features, f).shortcut).__name__ for f in FIRES],
+        "simple": [type(getattr(simple.features, f).shortcut).__name__ for f in FIRES],
+        "complex": [type(getattr(complex_.features, f).shortcut).__name__ for f in FIRES],
+    }
+    assert kinds["vanilla"] == ["NoneType"] * 8
+    assert kinds["simple"] == ["NoneType", "Identity"] * 4  # fire3, 5, 7, 9
+    assert kinds["complex"] == ["Conv2d", "Identity"] * 4  # + 1x1 convs around fire2, 4, 6, 8
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_0_simple_bypass", "squeezenet1_0_complex_bypass"])
+def test_bypass_adds_the_shortcut(name: str) -> None:
+    torch.manual_seed(0)
+    model = litezoo.create_model(name, num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    inputs = _fire_inputs(model, x)
+    with torch.no_grad():
+        for fname in FIRES:
+            fire = getattr(model.features, fname)
+            if fire.shortcut is None:
+                continue
+            x_in = inputs[fname]
+            with_bypass = fire(x_in)
+            shortcut, fire.shortcut = fire.shortcut, None
+            without = fire(x_in)
+            fire.shortcut = shortcut
+            expected = x_in if isinstance(shortcut, nn.Identity) else shortcut(x_in)
+            torch.testing.assert_close(with_bypass - without, expected, atol=1e-5, rtol=1e-5)
+
+    # Same weights in the vanilla network give a different output: the bypass is on the forward path.
+    vanilla = litezoo.create_model("squeezenet1_0", num_classes=10).eval()
+    vanilla_keys = set(vanilla.state_dict())
+    vanilla.load_state_dict({k: v for k, v in model.state_dict().items() if k in vanilla_keys})
+    with torch.no_grad():
+        assert not torch.allclose(vanilla(x), model(x))
+
+
+def test_head_is_conv10_relu_avgpool_with_paper_init() -> None:
+    torch.manual_seed(0)
+    model = litezoo.create_model("squeezenet1_1", num_classes=1000)
+    conv10 = model.head.conv
+    assert conv10.kernel_size == (1, 1) and conv10.in_channels == 512 and conv10.out_channels == 1000
+    assert 0.009 < conv10.weight.std().item() < 0.011 and abs(conv10.weight.mean().item()) < 1e-3
+    assert torch.count_nonzero(conv10.bias) == 0
+    assert isinstance(model.head.drop, nn.Dropout) and model.head.drop.p == 0.5
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())  # no fully connected layer
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 48, 48))
+    assert logits.shape == (2, 1000) and (logits >= 0).all()  # ReLU before the pool
+
+
+def test_reset_classifier_and_pre_logits() -> None:
+    model = litezoo.create_model("squeezenet1_1_cifar", num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        pooled = model.forward_head(feats, pre_logits=True)
+        torch.testing.assert_close(pooled, feats.mean((2, 3)))
+        model.reset_classifier(0)
+        torch.testing.assert_close(model(x), pooled)
+        model.reset_classifier(4)
+        assert model(x).shape == (2, 4) and model.num_classes == 4
+
+
+def test_no_batchnorm_unless_asked() -> None:
+    plain = litezoo.create_model("squeezenet1_0_cifar", num_classes=10)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    bn = litezoo.create_model("squeezenet1_0_cifar", num_classes=10, batch_norm=True)
+    # conv1 + (squeeze, expand1x1, expand3x3) x 8 fires; BN convs drop their bias.
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == 1 + 3 * 8
+    assert all(m.bias is None for m in bn.features.modules() if isinstance(m, nn.Conv2d))
+    assert bn(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_0", "squeezenet1_1"])
+def test_cifar_form_keeps_resolution(name: str) -> None:
+    model = litezoo.create_model(name + "_cifar", num_classes=10)
+    conv1 = model.features.conv1[0]
+    assert conv1.stride == (1, 1) and conv1.kernel_size == (3, 3)
+    assert not hasattr(model.features, "maxpool1")
+    with torch.no_grad():
+        assert model.forward_features(torch.randn(1, 3, 32, 32)).shape == (1, 512, 8, 8)
+        # The ImageNet form: 224 -> 109 (1.0) or 111 (1.1) after the unpadded stride-2 conv1, then three
+        # ceil-mode 3x3/2 max-pools -> 54/55 -> 27 -> 13.
+        big = litezoo.create_model(name, num_classes=10)
+        assert big.forward_features(torch.randn(1, 3, 224, 224)).shape[-2:] == (13, 13)

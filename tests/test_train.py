@@ -1,0 +1,234 @@
+"""fit(): the run folder, metrics, keep-K, callbacks, NaN handling, resume checks and exact resume at epoch ends.
+
+Tiny on purpose: a 4-class image folder of 64 + 32 PNGs at 32 px generated here, and ShuffleNet V2 0.5x.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from litezoo import checkpoint as ck
+from litezoo import train as train_mod
+from litezoo.config import resolve, to_dict
+from litezoo.errors import InputError, WorkError
+from litezoo.progress import Progress
+from litezoo.train import METRIC_COLUMNS, fit
+
+MODEL = "shufflenet_v2_x0_5_cifar"
+COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (200, 40, 200)]
+
+
+def make_image_folder(root: Path, classes: int = 4, train_per_class: int = 16, test_per_class: int = 8, size: int = 32):
+    """root/{train,test}/<class>/*.png: noisy images whose mean colour gives the class (learnable in a few steps)."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train_per_class), ("test", test_per_class)):
+        for c in range(classes):
+            folder = root / split / f"class_{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(COLOURS[c], 50, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("tiny") / "data")
+
+
+def tiny_config(data: Path, **overrides):
+    base = {
+        "model.name": MODEL, "data.path": str(data), "data.cache_dir": str(data.parent / "cache"),
+        "train.epochs": 2, "data.batch_size": 16, "data.eval_batch_size": 32, "train.amp": "off",
+        "train.device": "cpu", "optim.lr": 0.05, "schedule.name": "cosine",
+    }  # fmt: skip
+    base.update(overrides)
+    return resolve(None, base)
+
+
+QUIET = Progress(quiet=True)
+
+
+def test_fit_writes_the_run_folder(tiny_data, tmp_path):
+    rows = []
+    cfg = tiny_config(tiny_data, **{"train.epochs": 3, "checkpoint.keep": 2})
+    result = fit(cfg, tmp_path / "run", callbacks=[rows.append], progress=QUIET)
+    run = tmp_path / "run"
+
+    # metrics.jsonl: one row per epoch with every column; the callback saw the same rows.
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines == rows and [r["epoch"] for r in lines] == [1, 2, 3]
+    assert all(set(METRIC_COLUMNS) <= set(r) for r in lines)
+    assert [r["step"] for r in lines] == [4, 8, 12]  # 64 images / batch 16
+    for r in lines:
+        assert 0 <= r["test_top1"] <= r["test_top5"] <= 100 and r["train_loss"] > 0 and r["images_per_s"] > 0
+        assert 0 < r["train_time_s"] < r["time_s"]  # training time excludes evaluation
+    assert lines[0]["train_time_s"] < lines[1]["train_time_s"] < lines[2]["train_time_s"]
+    with open(run / "metrics.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in table] == [1, 2, 3] and list(table[0]) == METRIC_COLUMNS
+
+    # keep-K (2) epoch files, last and best; no temp files.
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best.pt", "epoch_0002.pt", "epoch_0003.pt", "last.pt"]
+    assert (run / "checkpoints" / "last.pt").read_bytes() == (run / "checkpoints" / "epoch_0003.pt").read_bytes()
+
+    # The checkpoint loads with weights_only and holds the resolved config (class count filled in).
+    last = ck.load_checkpoint(run / "checkpoints" / "last.pt")
+    expected = to_dict(cfg)
+    expected["model"]["num_classes"], expected["data"]["image_size"] = 4, 32
+    assert last["config"] == expected
+    assert last["epoch"] == 3 and last["step"] == 12 and last["classes"] == [f"class_{c}" for c in range(4)]
+    assert set(last) >= {"model", "optimizer", "scheduler", "scaler", "ema", "rng", "loader", "history"}
+    assert "config.yaml" in {p.name for p in run.iterdir()}
+
+    # best.pt is the epoch with the highest test top-1.
+    best = ck.load_checkpoint(run / "checkpoints" / "best.pt")
+    best_row = max(lines, key=lambda r: r["test_top1"])  # first of the ties, as training keeps only improvements
+    assert best["epoch"] == best_row["epoch"] == result["best_epoch"]
+
+    # model.safetensors holds the final weights; evaluating it reproduces the logged test top-1.
+    tensors, meta = ck.load_safetensors(run / "model.safetensors")
+    assert all(torch.equal(tensors[k], v) for k, v in last["model"].items())
+    assert meta["model_name"] == MODEL and meta["num_classes"] == 4
+
+    from litezoo.evaluate import evaluate_saved
+
+    res, _ = evaluate_saved(run, tiny_data, device="cpu", cache_dir=tiny_data.parent / "cache")
+    assert res.top1 == pytest.approx(lines[-1]["test_top1"]) and res.num_samples == 32
+    assert result["test_top1"] == lines[-1]["test_top1"] and result["weights"] == str(run / "model.safetensors")
+
+
+def test_the_model_learns_the_tiny_task(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.epochs": 4, "optim.lr": 0.1})
+    result = fit(cfg, tmp_path / "run", progress=QUIET)
+    # Four colour classes: chance is 25%.
+    assert result["best_top1"] >= 75.0, result
+
+
+def test_callback_can_stop_training(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.epochs": 5})
+    result = fit(cfg, tmp_path / "run", callbacks=[lambda row: row["epoch"] >= 2], progress=QUIET)
+    assert result["epoch"] == 2 and result["stopped_early"]
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_at_epoch_end_is_bit_identical(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.epochs": 3, "data.cutout": 8, "model.drop_rate": 0.2})
+    fit(cfg, tmp_path / "full", progress=QUIET)
+    fit(cfg, tmp_path / "split", callbacks=[lambda row: row["epoch"] == 1], progress=QUIET)
+    result = fit(cfg, tmp_path / "split", resume=True, progress=QUIET)
+    assert result["epoch"] == 3
+    a = ck.load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = ck.load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    strip = lambda rows: [{k: v for k, v in r.items() if "time" not in k and k != "images_per_s"} for r in rows]  # noqa: E731
+    assert strip(a["history"]) == strip(b["history"])
+    assert len((tmp_path / "split" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+class _NanAt:
+    """A criterion that returns NaN on its n-th call (1-based), the real loss otherwise."""
+
+    def __init__(self, cfg, n):
+        self.inner, self.n, self.calls = train_mod.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing), n, 0
+
+    def __call__(self, logits, y):
+        self.calls += 1
+        loss = self.inner(logits, y)
+        return loss * float("nan") if self.calls == self.n else loss
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "make_criterion", lambda cfg: _NanAt(cfg, 7))
+    cfg = tiny_config(tiny_data, **{"train.epochs": 3, "checkpoint.every_steps": 2})
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    saved = {}
+
+    def remember_last(row):
+        saved["bytes"] = last.read_bytes()  # after epoch 1 (step 4); step 6 then writes last.pt again
+
+    with pytest.raises(WorkError) as err:
+        fit(cfg, tmp_path / "run", callbacks=[remember_last], progress=QUIET)
+    msg = str(err.value)
+    assert "loss is nan at step 7" in msg and "lr " in msg and str(last) in msg and "--on-nan skip" in msg
+    state = ck.load_checkpoint(last)
+    assert state["step"] == 6 and state["batch_index"] == 2  # the step-6 checkpoint, before the bad step
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert saved["bytes"] != last.read_bytes()  # (the step-6 save did happen after epoch 1)
+
+
+def test_nan_loss_skip(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "make_criterion", lambda cfg: _NanAt(cfg, 6))
+    cfg = tiny_config(tiny_data, **{"train.on_nan": "skip"})
+    result = fit(cfg, tmp_path / "run", progress=QUIET)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in rows] == [0, 1] and result["step"] == 8
+    state = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_new_run_refuses_a_folder_with_checkpoints(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.epochs": 1})
+    fit(cfg, tmp_path / "run", progress=QUIET)
+    with pytest.raises(InputError, match="already holds checkpoints"):
+        fit(cfg, tmp_path / "run", progress=QUIET)
+
+
+def test_resume_with_another_model_or_class_count_fails_before_the_first_step(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.epochs": 2})
+    fit(cfg, tmp_path / "run", callbacks=[lambda row: True], progress=QUIET)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    other_model = tiny_config(tiny_data, **{"model.name": "mobilenet_v1_x0_25_cifar"})
+    with pytest.raises(InputError, match="holds model 'shufflenet_v2_x0_5_cifar'"):
+        fit(other_model, tmp_path / "run", resume=True, progress=QUIET)
+    with pytest.raises(InputError, match="has 4 classes, but model.num_classes=10"):
+        fit(tiny_config(tiny_data, **{"model.num_classes": 10}), tmp_path / "run", resume=True, progress=QUIET)
+    three = make_image_folder(tmp_path / "three", classes=3, train_per_class=4, test_per_class=2)
+    with pytest.raises(InputError, match="has 4 classes but the data .* has 3"):
+        fit(tiny_config(three), tmp_path / "run", resume=True, progress=QUIET)
+    assert last.read_bytes() == before
+
+
+def test_truncated_last_checkpoint_names_the_last_good_one(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.epochs": 2})
+    fit(cfg, tmp_path / "run", callbacks=[lambda row: True], progress=QUIET)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    with pytest.raises(InputError) as err:
+        fit(cfg, tmp_path / "run", resume=True, progress=QUIET)
+    assert str(last) in str(err.value) and "epoch_0001.pt" in str(err.value)
+
+
+def test_ema_weights_are_evaluated_and_exported(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.epochs": 1, "train.ema_decay": 0.9})
+    fit(cfg, tmp_path / "run", progress=QUIET)
+    state = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    tensors, meta = ck.load_safetensors(tmp_path / "run" / "model.safetensors")
+    assert meta["ema"] is True
+    assert all(torch.equal(tensors[k], v) for k, v in state["ema"]["module"].items())
+    assert not all(torch.equal(tensors[k], v) for k, v in state["model"].items())
+
+
+def test_init_from_and_freeze_features(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, **{"train.epochs": 1})
+    fit(cfg, tmp_path / "source", progress=QUIET)
+    source, _ = ck.load_safetensors(tmp_path / "source" / "model.safetensors")
+    # Fine-tune on a 3-class task: the classifier is re-initialised, the frozen features stay as they were.
+    three = make_image_folder(tmp_path / "three", classes=3, train_per_class=16, test_per_class=4)
+    ft = tiny_config(three, **{"model.init_from": str(tmp_path / "source" / "model.safetensors"),
+                               "model.freeze_features": True, "train.epochs": 1})  # fmt: skip
+    fit(ft, tmp_path / "ft", progress=QUIET)
+    tuned, meta = ck.load_safetensors(tmp_path / "ft" / "model.safetensors")
+    assert meta["num_classes"] == 3 and tuned["head.fc.weight"].shape[0] == 3
+    features = [k for k in source if not k.startswith("head.")]
+    assert features and all(torch.equal(tuned[k], source[k]) for k in features)  # BN statistics too
