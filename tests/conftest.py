@@ -21,3 +21,15 @@ def shared_data() -> Path:
     if not (path / "cifar10").is_dir():
         pytest.fail(f"shared data not found at {path} (set LITEZOO_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tiny test models run fastest and deterministically on one thread; several OpenMP threads fighting
+    for two (possibly busy) cores made tiny forwards 100x slower. Subprocess tests set their own threads."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

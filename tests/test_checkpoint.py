@@ -18,8 +18,8 @@ from litezoo import checkpoint as ck
 from litezoo.errors import InputError
 
 
-def _state(value: float) -> dict:
-    return {"format": ck.FORMAT, "version": ck.VERSION, "model": {"w": torch.full((256, 256), value)}, "epoch": 1}
+def _state(value: float, step: int = 1) -> dict:
+    return {"format": ck.FORMAT, "version": ck.VERSION, "model": {"w": torch.full((256, 256), value)}, "step": step}
 
 
 def test_save_and_load_roundtrip_weights_only(tmp_path):
@@ -124,10 +124,9 @@ def test_pickled_payload_is_refused(tmp_path):
 
 def test_truncated_checkpoint_names_file_and_last_good(tmp_path):
     folder = tmp_path / "checkpoints"
-    ck.save_checkpoint(_state(1.0), folder / "epoch_0001.pt")
-    ck.save_checkpoint(_state(2.0), folder / "epoch_0002.pt")
-    good = folder / "epoch_0002.pt"
-    os.utime(folder / "epoch_0001.pt", ns=(1, 1))  # make epoch 2 clearly the newer good file
+    ck.save_checkpoint(_state(2.0, step=20), folder / "epoch_0002.pt", folder / "best.pt")
+    ck.save_checkpoint(_state(1.0, step=10), folder / "epoch_0001.pt")  # written last, but earlier in training
+    good = folder / "epoch_0002.pt"  # furthest into training; named rather than its twin best.pt
     data = good.read_bytes()
     last = folder / "last.pt"
     last.write_bytes(data[: len(data) // 2])

@@ -85,7 +85,9 @@ def test_squeezenet_tutorial_linear_schedule_is_reproduced():
     lr_init, lr_end, lr_max, epochs, warm_epochs, spe = 0.0, 0.0, 0.01, 6, 2, 5
     total, warm = epochs * spe, warm_epochs * spe
     tutorial = [
-        lr_init + (lr_max - lr_init) * i / warm if i < warm else lr_max - (lr_max - lr_end) * (i - warm) / (total - warm)
+        lr_init + (lr_max - lr_init) * i / warm
+        if i < warm
+        else lr_max - (lr_max - lr_end) * (i - warm) / (total - warm)
         for i in range(total)
     ]
     cfg = ScheduleConfig(name="linear", warmup_epochs=warm_epochs, warmup_start_factor=0.0, min_lr=lr_end)
@@ -194,17 +196,40 @@ def test_state_dict_round_trip_resumes_the_same_lr_sequence(name):
     assert math.isclose(expected[-1], lr_at(cfg, BASE, 40, 40, SPE), rel_tol=1e-12, abs_tol=1e-15)
 
 
-def test_loading_a_state_from_another_schedule_is_refused():
+@pytest.mark.parametrize("name", ["cosine", "onecycle"])
+def test_resuming_with_more_epochs_continues_on_the_new_curve(name):
+    cfg = ScheduleConfig(name=name)
     opt = build_optimizer(tiny_model(), OptimConfig(lr=BASE))
-    state = build_scheduler(opt, ScheduleConfig(name="cosine"), 40, SPE).state_dict()
-    other = build_scheduler(build_optimizer(tiny_model(), OptimConfig(lr=BASE)), ScheduleConfig(name="cosine"), 50, SPE)
-    with pytest.raises(InputError, match="differs in total_steps"):
-        other.load_state_dict(state)
-    other = build_scheduler(
-        build_optimizer(tiny_model(), OptimConfig(lr=BASE)), ScheduleConfig(name="cosine", min_lr=0.01), 40, SPE
-    )
-    with pytest.raises(InputError, match="schedule.min_lr"):
-        other.load_state_dict(state)
+    sched = build_scheduler(opt, cfg, 40, SPE)
+    for _ in range(13):
+        opt.step()
+        sched.step()
+    state = {"opt": opt.state_dict(), "sched": sched.state_dict()}
+
+    longer_opt = build_optimizer(tiny_model(), OptimConfig(lr=BASE))
+    longer = build_scheduler(longer_opt, cfg, 60, SPE)  # e.g. resumed with --epochs 6 instead of 4
+    longer_opt.load_state_dict(state["opt"])
+    with pytest.warns(UserWarning, match="changed lr schedule .*total_steps.* from step 13"):
+        longer.load_state_dict(state["sched"])
+    lrs = [longer_opt.param_groups[0]["lr"]]
+    for _ in range(60 - 13):
+        longer_opt.step()
+        longer.step()
+        lrs.append(longer_opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([lr_at(cfg, BASE, s, 60, SPE) for s in range(13, 61)], rel=1e-12, abs=1e-15)
+
+
+def test_resume_errors():
+    opt = build_optimizer(tiny_model(), OptimConfig(lr=BASE))
+    sched = build_scheduler(opt, ScheduleConfig(), 40, SPE)
+    for _ in range(30):
+        opt.step()
+        sched.step()
+    shorter = build_scheduler(build_optimizer(tiny_model(), OptimConfig(lr=BASE)), ScheduleConfig(), 20, SPE)
+    with pytest.raises(InputError, match="at step 30, past the end of this run's schedule"):
+        shorter.load_state_dict(sched.state_dict())
+    with pytest.raises(InputError, match="not a litezoo lr scheduler state"):
+        shorter.load_state_dict({"last_epoch": 3})
 
 
 def test_stepping_past_the_end_is_an_error():

@@ -173,21 +173,27 @@ def _last_good_hint(bad: Path) -> str:
 
 
 def last_good_checkpoint(folder: str | os.PathLike, exclude: Path | None = None) -> Path | None:
-    """The newest checkpoint in ``folder`` that loads (by file time: last.pt, epoch files, best.pt)."""
+    """The checkpoint in ``folder`` that loads and is furthest into training (highest step).
+
+    Among equals an epoch file is named before last.pt and best.pt: it is the one that stays put.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    candidates = [p for p in folder.iterdir() if p.suffix == ".pt" and p.is_file()]
-    if exclude is not None:
-        candidates = [p for p in candidates if p.resolve() != exclude.resolve()]
-    candidates.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
-    for p in candidates:
+    best: tuple[tuple[int, int], Path] | None = None
+    for p in folder.iterdir():
+        if p.suffix != ".pt" or not p.is_file() or (exclude is not None and p.resolve() == exclude.resolve()):
+            continue
         try:
-            torch.load(p, map_location="cpu", weights_only=True)
+            state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 — any failure means "not good"
             continue
-        return p
-    return None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            continue
+        key = (int(state.get("step", -1)), 2 if _EPOCH_RE.match(p.name) else int(p.name == LAST))
+        if best is None or key > best[0]:
+            best = (key, p)
+    return best[1] if best else None
 
 
 # ---------------------------------------------------------------------------------------------------------------

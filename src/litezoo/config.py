@@ -148,6 +148,7 @@ ALIASES = {"model": "model.name", "data": "data.path", "optimizer": "optim.name"
 # The repository's shipped recipes (src/litezoo/config.py -> <repo>/configs).
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs"
 
+
 def _field_table() -> dict[str, Any]:
     """``{"optim.lr": float, ...}`` with the annotations resolved to real types (they are strings here)."""
     table: dict[str, Any] = {}
@@ -159,11 +160,17 @@ def _field_table() -> dict[str, Any]:
     return table
 
 
+def _leaf_table(fields: dict[str, Any]) -> dict[str, list[str]]:
+    """``{"lr": ["optim.lr"], "name": ["model.name", "optim.name", "schedule.name"], ...}``."""
+    leaves: dict[str, list[str]] = {}
+    for key in fields:
+        leaves.setdefault(key.split(".", 1)[1], []).append(key)
+    return leaves
+
+
 FIELDS: dict[str, Any] = _field_table()
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
-_LEAVES: dict[str, list[str]] = {}
-for _key in FIELDS:
-    _LEAVES.setdefault(_key.split(".", 1)[1], []).append(_key)
+_LEAVES: dict[str, list[str]] = _leaf_table(FIELDS)
 
 
 def config_keys() -> list[str]:
@@ -193,7 +200,10 @@ def _unknown_key(key: str, where: str = "") -> InputError:
 
 
 def resolve_key(key: str) -> str:
-    """The dotted field a key names: ``"lr"`` -> ``"optim.lr"``, ``"label-smoothing"`` -> ``"train.label_smoothing"``."""
+    """The dotted field a key names: ``"lr"`` -> ``"optim.lr"``, ``"label-smoothing"`` -> ``"train.label_smoothing"``.
+
+    Raises InputError for an unknown key (suggesting the closest one), an ambiguous leaf or a bare section name.
+    """
     norm = _normalise_key(key)
     if norm in FIELDS:
         return norm
@@ -227,7 +237,8 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is tuple:
         args = typing.get_args(tp)
         return "a comma-separated list of numbers" if args[-1] is Ellipsis else f"{len(args)} comma-separated numbers"
-    return {type(None): "none", bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+    names = {type(None): "none", bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(tp, str(tp))
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
@@ -276,7 +287,9 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):  # YAML 1.1 reads a bare off/no/false as a boolean
             if key == "train.amp" and value is False:
                 return "off"
-            raise InputError(f"{key}: expected a string, got {value!r} (YAML reads bare yes/no/on/off as booleans: quote it)")
+            raise InputError(
+                f"{key}: expected a string, got {value!r} (YAML reads bare yes/no/on/off as booleans: quote it)"
+            )
     else:  # pragma: no cover - the schema uses only the types above
         raise TypeError(f"{key}: unsupported field type {tp!r}")
     raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
@@ -373,7 +386,12 @@ _CHOICE_SYNONYMS = {
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Check types, ranges, choices and cross-field rules; raise one InputError listing every problem."""
+    """Check types, ranges, choices and cross-field rules; raise one InputError listing every problem.
+
+    Values are normalised in place on the way (``"3"`` -> 3 for an int field, lists -> tuples); returns ``cfg``.
+    Model names are not looked up here (that imports every model family): the trainer checks them with
+    ``litezoo.model_info``.
+    """
     problems: list[str] = []
     for dotted, tp in FIELDS.items():  # types first (a RunConfig may have been built in code)
         section, name = dotted.split(".", 1)
@@ -479,14 +497,19 @@ def validate(cfg: RunConfig) -> RunConfig:
         isinstance(t.channels_last, bool) or t.channels_last == "auto",
         f"train.channels_last must be auto, true or false, got {t.channels_last!r}",
     )
-    need(t.ema_decay is None or 0.0 < t.ema_decay < 1.0, f"train.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
+    need(
+        t.ema_decay is None or 0.0 < t.ema_decay < 1.0, f"train.ema_decay must be in (0, 1) or null, got {t.ema_decay}"
+    )
     need(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
     choice("train.on_nan", t.on_nan, NAN_POLICIES)
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")
     need(t.log_every >= 1, f"train.log_every must be >= 1, got {t.log_every}")
 
     need(c.keep >= 1, f"checkpoint.keep must be >= 1, got {c.keep}")
-    need(c.every_steps is None or c.every_steps >= 1, f"checkpoint.every_steps must be >= 1 or null, got {c.every_steps}")
+    need(
+        c.every_steps is None or c.every_steps >= 1,
+        f"checkpoint.every_steps must be >= 1 or null, got {c.every_steps}",
+    )
 
     if problems:
         raise InputError("invalid config: " + "; ".join(problems))

@@ -108,6 +108,17 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
+    """Give every process rank ``src``'s buffers (BN running statistics).
+
+    DDP broadcasts buffers at the start of each forward, but each process then updates its own copy with its
+    own half batch: before evaluating, all processes must hold the statistics the checkpoint will hold.
+    """
+    if is_initialized():
+        for buf in model.buffers():
+            dist.broadcast(buf, src=src)
+
+
 def barrier() -> None:
     if is_initialized():
         dist.barrier()

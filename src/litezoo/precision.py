@@ -187,11 +187,13 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
         if r == "auto":
             if native:
                 return Precision(
-                    "bf16", torch.bfloat16, False, f"bf16 autocast (amp=auto): this CPU computes bf16 natively ({evidence})"
-                )
+                    "bf16", torch.bfloat16, False,
+                    f"bf16 autocast (amp=auto): this CPU computes bf16 natively ({evidence})",
+                )  # fmt: skip
             return Precision(
                 _FP32, None, False,
-                f"fp32 (amp=auto): this CPU has no native bf16 ({evidence}), where bf16 is emulated and slower than fp32",
+                f"fp32 (amp=auto): this CPU has no native bf16 ({evidence}), "
+                "where bf16 is emulated and slower than fp32",
             )  # fmt: skip
         if r == "bf16":
             if not native:
@@ -201,8 +203,9 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
                     stacklevel=2,
                 )
                 return Precision(
-                    "bf16", torch.bfloat16, False, f"bf16 autocast as requested (amp=bf16), although this CPU has no native bf16 ({evidence})"
-                )
+                    "bf16", torch.bfloat16, False,
+                    f"bf16 autocast as requested (amp=bf16), although this CPU has no native bf16 ({evidence})",
+                )  # fmt: skip
             return Precision("bf16", torch.bfloat16, False, f"bf16 autocast as requested (amp=bf16; {evidence})")
         raise InputError(
             "amp=fp16 is not supported on the CPU (it needs loss scaling and gains nothing over bf16): "
@@ -211,10 +214,14 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
 
     if kind == "mps":
         if r == "auto":
-            return Precision(_FP32, None, False, "fp32 (amp=auto): MPS autocast coverage is partial; ask for amp=fp16 to use it")
+            return Precision(
+                _FP32, None, False, "fp32 (amp=auto): MPS autocast coverage is partial; ask for amp=fp16 to use it"
+            )
         if r == "bf16":
             return Precision("bf16", torch.bfloat16, False, "bf16 autocast on MPS as requested (amp=bf16)")
-        return Precision("fp16", torch.float16, True, "fp16 autocast with dynamic loss scaling on MPS as requested (amp=fp16)")
+        return Precision(
+            "fp16", torch.float16, True, "fp16 autocast with dynamic loss scaling on MPS as requested (amp=fp16)"
+        )
 
     if r == "auto":
         return Precision(_FP32, None, False, f"fp32 (amp=auto): no mixed-precision policy for device type {kind!r}")

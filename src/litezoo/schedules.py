@@ -22,13 +22,16 @@ Step ``s`` runs from 0 (the lr of the first update: the warm-up start) to ``T`` 
 Stepping past ``T`` is an error, as in torch's OneCycleLR.
 
 Scheduler state dicts hold only numbers, strings, lists and dicts (they load with ``weights_only=True``) and
-record the schedule they were made for: loading one made for a different schedule raises InputError.
+record the schedule they were made for. Loading one restores the step position and recomputes the lr (and
+one-cycle momentum) from the current config: an unchanged config resumes exactly; a changed one (e.g. more
+epochs) continues from that step on the new curve, with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -112,7 +115,8 @@ def _check(cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int) -> int:
     warm = warmup_steps(cfg, steps_per_epoch)
     if warm >= total_steps:
         raise InputError(
-            f"the warm-up ({cfg.warmup_epochs} epochs = {warm} steps) must be shorter than training ({total_steps} steps)"
+            f"the warm-up ({cfg.warmup_epochs} epochs = {warm} steps) must be shorter than training "
+            f"({total_steps} steps)"
         )
     return warm
 
@@ -164,30 +168,57 @@ def _identity(cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int) -> di
     return {"schedule": plain, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
 
 
-class _SameScheduleOnLoad:
-    """Refuse to resume from a state made for another schedule (which would silently bend the lr curve)."""
+class _ResumableSchedule:
+    """Resuming takes the step position from a saved state; the curve comes from this scheduler's own config.
+
+    With an unchanged config that is an exact resume. With a changed one (typically more epochs, so more
+    total steps) the lr continues from the saved step on the new curve, with a warning saying what changed.
+    """
 
     litezoo_schedule: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    last_epoch: int
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v for k, v in super().state_dict().items() if k != "_cfg"}  # type: ignore[misc]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = state_dict.get("litezoo_schedule")
-        if saved is None:
-            raise InputError("the scheduler state was not made by litezoo.schedules (no 'litezoo_schedule' entry)")
-        if saved != self.litezoo_schedule:
-            ours, theirs = self.litezoo_schedule, saved.get("schedule", {})
+        if saved is None or "last_epoch" not in state_dict:
+            raise InputError("not a litezoo lr scheduler state (no 'litezoo_schedule' entry)")
+        step, ours = int(state_dict["last_epoch"]), self.litezoo_schedule
+        if step > ours["total_steps"]:
+            raise InputError(
+                f"the saved lr schedule is at step {step}, past the end of this run's schedule "
+                f"({ours['total_steps']} steps)"
+            )
+        if saved != ours:
+            theirs = saved.get("schedule", {})
             diffs = [k for k in ours if k != "schedule" and saved.get(k) != ours[k]]
             diffs += [f"schedule.{k}" for k in ours["schedule"] if theirs.get(k) != ours["schedule"][k]]
-            raise InputError(
-                f"the saved lr scheduler state belongs to a different schedule (differs in {', '.join(diffs)}); "
-                "resume with the run's own config"
+            warnings.warn(
+                f"resuming on a changed lr schedule (differs in {', '.join(diffs)}): the lr continues from step "
+                f"{step} of the new schedule",
+                stacklevel=2,
             )
-        super().load_state_dict(state_dict)  # type: ignore[misc]
+        self.last_epoch = step
+        self._step_count = int(state_dict.get("_step_count", step + 1))
+        self._restore_group_settings()
+        self._get_lr_called_within_step = True  # get_lr is torch's per-step hook; calling it here is deliberate
+        try:
+            values = self.get_lr()  # type: ignore[attr-defined]
+        finally:
+            self._get_lr_called_within_step = False
+        for group, lr in zip(self.optimizer.param_groups, values):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _restore_group_settings(self) -> None:
+        """Undo what optimizer.load_state_dict put into the param groups from the old run's schedule."""
+        raise NotImplementedError
 
 
-class ClosedFormLR(_SameScheduleOnLoad, LRScheduler):
+class ClosedFormLR(_ResumableSchedule, LRScheduler):
     """Warm-up + cosine / linear / poly / steps / constant, computed by :func:`lr_at` at every step."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int):
@@ -199,11 +230,16 @@ class ClosedFormLR(_SameScheduleOnLoad, LRScheduler):
         self.litezoo_schedule = {**_identity(cfg, total_steps, steps_per_epoch), "base_lrs": list(self.base_lrs)}
 
     def get_lr(self) -> list[float]:
-        return [lr_at(self._cfg, base, self.last_epoch, self.total_steps, self.steps_per_epoch) for base in self.base_lrs]
+        step, total, per_epoch = self.last_epoch, self.total_steps, self.steps_per_epoch
+        return [lr_at(self._cfg, base, step, total, per_epoch) for base in self.base_lrs]
+
+    def _restore_group_settings(self) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["initial_lr"] = base
 
 
-class OneCycle(_SameScheduleOnLoad, OneCycleLR):
-    """torch's OneCycleLR (two phases, cosine), with the litezoo state-dict check."""
+class OneCycle(_ResumableSchedule, OneCycleLR):
+    """torch's OneCycleLR (two phases, cosine), resumable like ClosedFormLR."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int, steps_per_epoch: int):
         _check(cfg, total_steps, steps_per_epoch)
@@ -221,6 +257,13 @@ class OneCycle(_SameScheduleOnLoad, OneCycleLR):
             three_phase=False,
         )
         self.litezoo_schedule = {**_identity(cfg, total_steps, steps_per_epoch), "base_lrs": list(self.base_lrs)}
+        # OneCycleLR reads its lr/momentum end points from the param groups: keep this config's values.
+        keys = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
+        self._group_settings = [{k: g[k] for k in keys if k in g} for g in optimizer.param_groups]
+
+    def _restore_group_settings(self) -> None:
+        for group, settings in zip(self.optimizer.param_groups, self._group_settings):
+            group.update(settings)
 
 
 def build_scheduler(

@@ -73,13 +73,13 @@ def check_resume_compatible(cfg: RunConfig, ckpt: dict[str, Any], path: Path) ->
 def check_data_classes(classes: list[str], test_classes: list[str], cfg: RunConfig, ckpt: dict | None, where: str):
     if test_classes != classes:
         raise InputError(f"train and test splits of {where} have different classes: {classes} vs {test_classes}")
-    if cfg.model.num_classes is not None and cfg.model.num_classes != len(classes):
-        raise InputError(f"model.num_classes={cfg.model.num_classes} but the data at {where} has {len(classes)} classes")
     if ckpt is not None and len(classes) != ckpt["num_classes"]:
         raise InputError(
             f"cannot resume: the checkpoint's model has {ckpt['num_classes']} classes but the data at {where} "
             f"has {len(classes)}"
         )
+    if cfg.model.num_classes is not None and cfg.model.num_classes != len(classes):
+        raise InputError(f"model.num_classes={cfg.model.num_classes} but the data at {where} has {len(classes)} classes")
 
 
 def check_before_work(
@@ -102,6 +102,26 @@ def check_before_work(
 
 # ---------------------------------------------------------------------------------------------------------------
 # Building blocks
+
+
+def main_process_first(fn: Callable[[], Any], dist_info: distributed.DistInfo) -> Any:
+    """Run ``fn`` on the main process, then on the others (it may fill a cache they then read).
+
+    If it fails on the main process, every process raises (instead of the others waiting forever).
+    """
+    result, error = None, None
+    if dist_info.is_main:
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 — re-raised below, after telling the other processes
+            error = exc
+    failure = distributed.broadcast_object(None if error is None else (isinstance(error, InputError), str(error)))
+    if error is not None:
+        raise error
+    if failure is not None:
+        bad_input, message = failure
+        raise (InputError if bad_input else WorkError)(f"on the main process: {message}")
+    return result if dist_info.is_main else fn()
 
 
 def seed_everything(seed: int) -> None:
@@ -412,13 +432,12 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
 
     # --- data (the main process first: it may decode and cache; the others then read that cache) -------------
     image_size = cfg.data.image_size or model_info(cfg.model.name).default_size
-    train_ds = test_ds = None
-    for turn in ("main", "others"):
-        if (turn == "main") == dist_info.is_main:
-            common = dict(image_size=image_size, cache_dir=cfg.data.cache_dir)
-            train_ds = open_dataset(cfg.data.path, "train", limit=cfg.data.limit_train, **common)
-            test_ds = open_dataset(cfg.data.path, "test", limit=cfg.data.limit_eval, **common)
-        distributed.barrier()
+    def open_splits():
+        common = dict(image_size=image_size, cache_dir=cfg.data.cache_dir)
+        return (open_dataset(cfg.data.path, "train", limit=cfg.data.limit_train, **common),
+                open_dataset(cfg.data.path, "test", limit=cfg.data.limit_eval, **common))  # fmt: skip
+
+    train_ds, test_ds = main_process_first(open_splits, dist_info)
     classes = list(train_ds.classes)
     check_data_classes(classes, list(test_ds.classes), cfg, ckpt, cfg.data.path)
     num_classes = len(classes)
@@ -443,7 +462,7 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
     progress.note(
         f"{cfg.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {num_classes} classes, "
         f"{image_size}px | device {device}" + (f" x{world} ({dist_info.backend})" if world > 1 else "")
-        + f" | precision {precision.mode} ({precision.reason}) | channels_last {'on' if channels_last else 'off'}"
+        + f" | channels_last {'on' if channels_last else 'off'} | {precision.reason}"
     )
 
     # --- loaders: global batch split over the processes, each reading its shard ---------------------------------
@@ -528,7 +547,6 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
     every = cfg.checkpoint.every_steps
     epochs = cfg.train.epochs
     run_start = time.perf_counter() - state.time_s  # wall-clock continues from the checkpoint
-    batch_images = cfg.data.batch_size
     stop = False
     while state.epoch < epochs and not stop:
         epoch = state.epoch  # 0-based index of the epoch being trained
@@ -536,7 +554,7 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
             train_loader.set_epoch(epoch)
             state.epoch_stats = EpochStats()
         epoch_start = time.perf_counter()
-        progress.start_epoch(epoch + 1, epochs, steps_per_epoch * batch_images, state.batch_index * batch_images)
+        progress.start_epoch(epoch + 1, epochs, steps_per_epoch, state.batch_index, cfg.train.log_every)
 
         def after_step(info: StepInfo, stats: EpochStats) -> None:
             state.step, state.batch_index = info.step, info.batch_index
@@ -568,6 +586,7 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
         eval_time = 0.0
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == epochs:
             tick = time.perf_counter()
+            distributed.broadcast_buffers(eval_model)  # every process evaluates what rank 0 will save
             result = evaluate(eval_model, test_loader, num_classes=num_classes, classes=classes,
                               tta_flip=cfg.train.tta_flip, autocast=autocast)  # fmt: skip
             eval_time = time.perf_counter() - tick
@@ -632,7 +651,10 @@ def _restore(ckpt, model, optimizer, scheduler, scaler, ema, loader, dist_info) 
     # Each process gets back its own RNG state; with another process count, rank 0's (not bit-exact then).
     rng = ckpt["rng"]
     ckpt_io.set_rng_state(rng[dist_info.rank] if len(rng) == dist_info.world_size else rng[0])
-    loader.load_state_dict(ckpt["loader"])
+    try:
+        loader.load_state_dict(ckpt["loader"])
+    except ValueError as exc:  # e.g. a mid-epoch checkpoint resumed with another process count
+        raise InputError(f"{exc}; resume from an epoch-end checkpoint (checkpoints/epoch_*.pt) instead") from None
     stats = EpochStats(**ckpt["epoch_stats"])
     if not dist_info.is_main:  # the saved partial sums are totals over all processes: count them once
         stats.loss_sum, stats.correct, stats.seen = 0.0, 0, 0

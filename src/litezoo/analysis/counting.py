@@ -15,12 +15,12 @@ Conventions (every number says which one it is):
     (``QKᵀ``: B·H·L·S·E and ``softmax(·)V``: B·H·L·S·Ev; ``nn.MultiheadAttention``'s fused inference op is
     split into its projections and these two products). Bias additions, BatchNorm, activations, pooling,
     softmax and residual adds are not MACs.
-``flops_all`` — *all-operator convention*: ``2 × macs`` (one multiply + one add) plus 1 FLOP per output
+``flops_all`` — *all-operator convention*: ``2 × macs`` (one multiply + one add), plus 1 FLOP per output
     element for a bias folded into a conv or ``addmm`` (so a bias costs the same whether or not PyTorch fuses
-    it), plus the arithmetic of every other operator that has a rule in ``_ELEMENTWISE_COST``: 1 FLOP per output element for pointwise ops
-    (activations, adds, multiplies), 2 per element for inference BatchNorm (a folded scale and shift), 5 per
-    element for LayerNorm/GroupNorm and softmax, 1 per input element for reductions and global pooling,
-    kernel-area per output element for windowed pooling. This is roughly what thop/ptflops report ×2.
+    it), plus the arithmetic of every other operator that has a rule below: 1 FLOP per output element for
+    pointwise ops (activations, adds, multiplies), 2 per element for inference BatchNorm (a folded scale and
+    shift), 5 per element for LayerNorm/GroupNorm and softmax, 1 per input element for reductions and global
+    pooling, kernel area per output element for windowed pooling. Roughly what thop/ptflops report, ×2.
 ``mac_bytes`` — ShuffleNet V2's *memory access cost*, in bytes: every tensor an operator reads (inputs,
     weights) plus every tensor it writes, at its dtype's size. Views move no data and cost 0.
 ``act_bytes`` — *activation memory*: bytes of the new tensors operators allocate (outputs that are not views

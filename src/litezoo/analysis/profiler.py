@@ -93,7 +93,7 @@ class Profile:
             return {
                 "name": r["name"] or "(model)",
                 "type": r["type"],
-                "output_shape": "x".join(map(str, r["output_shape"])) if _flat_shape(r["output_shape"]) else str(r["output_shape"] or ""),
+                "output_shape": _csv_value(r["output_shape"]),
                 "params": human(r["params"]),
                 "MACs": human(r["macs_paper"]),
                 "FLOPs(all)": human(r["flops_all"]),
@@ -120,7 +120,8 @@ class Profile:
         if lat:
             lines.append(
                 f"latency median {lat['median_ms']:.3f} ms (p10 {lat['p10_ms']:.3f}, p90 {lat['p90_ms']:.3f};"
-                f" {lat['runs']} runs after {lat['warmup']} warm-up, {lat['threads']} threads, torch {lat['torch_version']})"
+                f" {lat['runs']} runs after {lat['warmup']} warm-up, {lat['threads']} threads,"
+                f" torch {lat['torch_version']})"
             )
         warning = busy_warning(lat) if lat else None
         if warning:

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("models", nargs="*", metavar="MODEL", help="registry names or package.module:function")
-    p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR", help="trained run folders (accuracy from metrics.jsonl)")
+    p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR",
+                   help="trained run folders (accuracy from metrics.jsonl)")
     add_model_args(p)
     p.add_argument("--out", default="compare_out", help="folder for compare.png / compare.svg (default compare_out)")
     p.add_argument("--latency-runs", type=positive_int, default=20, help="timed runs per model (default 20)")
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     out = human_out(args)
     result = compare_models(
         args.models, args.runs, input_size=args.input_size, num_classes=args.num_classes, device=args.device,
-        warmup=args.warmup, runs=args.latency_runs, threads=args.threads, progress=lambda msg: print(msg, file=out, flush=True),
+        warmup=args.warmup, runs=args.latency_runs, threads=args.threads,
+        progress=lambda msg: print(msg, file=out, flush=True),
     )
     result["files"] = plot_comparison(result["rows"], args.out)
     table = [

@@ -77,8 +77,10 @@ def _open(args: argparse.Namespace, split: str):
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=f"decoding {split}", unit="img", file=sys.stderr, leave=False,
+        if bar is None or bar.total != total:  # a download (bytes), then decoding (images)
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, desc=f"preparing {split}", unit="img", file=sys.stderr, leave=False,
                        disable=not sys.stderr.isatty())
         bar.update(done - bar.n)
 
@@ -152,7 +154,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     splits = []
     texts = []
-    for split in dataset_splits(args.data, cache_dir=args.cache_dir):
+    for split in dataset_splits(args.data):
         ds = _open(args, split)
         splits.append(_summary(ds))
         texts.append(_counts_text(ds) + f"\ncache: {ds.cache_path}")

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=positive_int, default=1,
                    help="CPU threads (default 1, like the paper's single-thread ARM runs)")
     p.add_argument("--runs", type=positive_int, default=None, help="timed runs per cell (default 20; 3 with --quick)")
-    p.add_argument("--warmup", type=positive_int, default=None, help="warm-up runs per cell (default 5; 1 with --quick)")
+    p.add_argument("--warmup", type=positive_int, default=None,
+                   help="warm-up runs per cell (default 5; 1 with --quick)")
     p.add_argument("--out", default=None, help="also write the full results JSON to this file")
     add_common(p)
     p.set_defaults(func=run)

@@ -22,10 +22,12 @@ def input_size_arg(text: str) -> int | tuple[int, int]:
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``profile`` and ``compare``: how to build and feed the model."""
     p.add_argument("--input-size", type=input_size_arg, default=None,
-                   help="input resolution, SIZE or HxW (default: the model's own, else 224; compare: MODEL arguments only, runs use their own)")
+                   help="input resolution, SIZE or HxW (default: the model's own, else 224; "
+                   "for compare: MODEL arguments only, runs use their own)")
     p.add_argument("--in-chans", type=positive_int, default=None,
                    help="input channels (default: model.in_chans, else 3)")
-    p.add_argument("--num-classes", type=positive_int, default=1000, help="classifier size for zoo models (default 1000)")
+    p.add_argument("--num-classes", type=positive_int, default=1000,
+                   help="classifier size for zoo models (default 1000)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads while timing (default: torch's setting; recorded in the output)")

@@ -83,7 +83,7 @@ def padded_crop_flip(
     """
     b, h, w, _ = x.shape
     hp, wp = h + 2 * padding, w + 2 * padding
-    if top.min(initial=0) < 0 or left.min(initial=0) < 0 or top.max(initial=0) > hp - size or left.max(initial=0) > wp - size:
+    if min(top.min(initial=0), left.min(initial=0)) < 0 or top.max(initial=0) > hp - size or left.max(initial=0) > wp - size:
         raise ValueError(f"crop offsets outside the padded {hp}x{wp} image for a {size} px crop")
     if padding:
         padded = x.new_zeros(b, 3, hp, wp)

@@ -74,13 +74,20 @@ class CacheContents:
 
 
 def read_cache(path: Path, key: str) -> tuple[CacheContents | None, str]:
-    """Open a cache file if it is complete and was built for ``key``; else ``(None, why not)``."""
+    """Open a cache file if it is complete and was built for ``key``; else ``(None, why not)``.
+
+    Everything is read through one open file, so a concurrent ``os.replace`` of the path cannot pair
+    this file's header with another file's pixels.
+    """
     try:
-        size = path.stat().st_size
+        f = open(path, "rb")
     except FileNotFoundError:
         return None, "no cache yet"
-    try:
-        with open(path, "rb") as f:
+    except OSError as exc:
+        return None, f"unreadable ({exc})"
+    with f:
+        try:
+            size = os.fstat(f.fileno()).st_size
             if size < DATA_OFFSET + _TAIL.size or f.read(len(MAGIC)) != MAGIC:
                 return None, "not a litezoo cache or incomplete"
             f.seek(size - _TAIL.size)
@@ -89,18 +96,19 @@ def read_cache(path: Path, key: str) -> tuple[CacheContents | None, str]:
                 return None, "incomplete (no trailer)"
             f.seek(size - _TAIL.size - meta_len)
             meta = json.loads(f.read(meta_len).decode())
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        return None, f"unreadable ({exc})"
-    if meta.get("format_version") != FORMAT_VERSION:
-        return None, f"format version {meta.get('format_version')} != {FORMAT_VERSION}"
-    if meta.get("key") != key:
-        return None, "built from different files or settings"
-    n, h, w = meta["n"], meta["height"], meta["width"]
-    pixels = n * h * w * 3
-    if size != DATA_OFFSET + pixels + 8 * n + meta_len + _TAIL.size:
-        return None, "size does not match its header (truncated or corrupt)"
-    images = np.memmap(path, dtype=np.uint8, mode="r", offset=DATA_OFFSET, shape=(n, h, w, 3))
-    labels = np.fromfile(path, dtype="<i8", count=n, offset=DATA_OFFSET + pixels).astype(np.int64)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            return None, f"unreadable ({exc})"
+        if meta.get("format_version") != FORMAT_VERSION:
+            return None, f"format version {meta.get('format_version')} != {FORMAT_VERSION}"
+        if meta.get("key") != key:
+            return None, "built from different files or settings"
+        n, h, w = meta["n"], meta["height"], meta["width"]
+        pixels = n * h * w * 3
+        if size != DATA_OFFSET + pixels + 8 * n + meta_len + _TAIL.size:
+            return None, "size does not match its header (truncated or corrupt)"
+        images = np.memmap(f, dtype=np.uint8, mode="r", offset=DATA_OFFSET, shape=(n, h, w, 3))
+        f.seek(DATA_OFFSET + pixels)
+        labels = np.frombuffer(f.read(8 * n), dtype="<i8").astype(np.int64)
     return CacheContents(images=images, labels=labels, meta=meta), ""
 
 

@@ -38,7 +38,16 @@ import numpy as np
 from PIL import Image
 
 from litezoo.data import cifar
-from litezoo.data.cache import DATA_OFFSET, CacheContents, CacheWriter, digest, read_cache, resolve_cache_dir, slot_lock, write_json_atomic
+from litezoo.data.cache import (
+    DATA_OFFSET,
+    CacheContents,
+    CacheWriter,
+    digest,
+    read_cache,
+    resolve_cache_dir,
+    slot_lock,
+    write_json_atomic,
+)
 from litezoo.data.decode import IMAGE_EXTENSIONS, Fit, decode_files, sniff_square_size
 from litezoo.data.errors import BadImageWarning, DatasetError
 
@@ -146,7 +155,7 @@ def open_dataset(
     return ds
 
 
-def dataset_splits(spec: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> list[str]:
+def dataset_splits(spec: str | os.PathLike) -> list[str]:
     """The splits ``spec`` has, as accepted by :func:`open_dataset` (e.g. ["train", "test"]). No decoding."""
     path = Path(spec).expanduser()
     if path.is_dir() and cifar.detect(path) is None:
@@ -176,10 +185,13 @@ def _resolve_source(spec, cache_root: Path, download: bool, progress: ProgressFn
         if source is not None:
             return source
         if not download:
-            raise DatasetError(f"cifar10: no local copy in {cache_root} (downloading is off); " + cifar.where_to_put(cache_root))
+            raise DatasetError(
+                f"cifar10: no local copy in {cache_root} (downloading is off); " + cifar.where_to_put(cache_root)
+            )
         return cifar.download(cache_root, progress)
     if os.sep not in text and "/" not in text and not Path(text).suffix:
-        raise DatasetError(f"unknown dataset {text!r}: not a known name ({', '.join(NAMED_DATASETS)}) nor an existing path")
+        known = ", ".join(NAMED_DATASETS)
+        raise DatasetError(f"unknown dataset {text!r}: not a known name ({known}) nor an existing path")
     raise DatasetError(f"dataset path not found: {path}")
 
 
@@ -224,7 +236,8 @@ def _open_cifar(source: cifar.CifarSource, split: str, image_size, cache_root: P
                 decoded = True
                 if progress is not None:
                     progress(len(labels), len(labels))
-                log.info("cifar10 %s: %d images cached in %.1fs -> %s", split, len(labels), time.perf_counter() - start, slot)
+                log.info("cifar10 %s: %d images cached in %.1fs -> %s",
+                         split, len(labels), time.perf_counter() - start, slot)
                 contents, why = read_cache(slot, key)
                 if contents is None:  # pragma: no cover - only if the disk changed under us
                     raise DatasetError(f"the cache just written to {slot} cannot be read back ({why})")
@@ -413,7 +426,9 @@ def _scan_split(folder: Path) -> _Listing:
     if not classes:
         loose = [e.name for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
         hint = f" ({len(loose)} images lie directly in it: put each class in its own subfolder)" if loose else ""
-        raise DatasetError(f"no images in split {folder}: it has no class folders{hint}; expected {folder}/<class>/*.jpg")
+        raise DatasetError(
+            f"no images in split {folder}: it has no class folders{hint}; expected {folder}/<class>/*.jpg"
+        )
     paths: list[str] = []
     labels: list[int] = []
     fingerprint: list = []

@@ -11,7 +11,6 @@ drops the row.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import warnings
@@ -21,8 +20,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-
-log = logging.getLogger("litezoo.data")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _EXIF_ORIENTATION = 0x0112

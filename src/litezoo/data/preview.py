@@ -48,6 +48,8 @@ def save_sample_grid(ds: ImageDataset, out: str | os.PathLike, *, n: int = 32, s
         raise ValueError(f"n must be >= 1, got {n}")
     indices = pick_samples(ds, min(n, len(ds)), seed)
     pictures, labels = sample_images(ds, indices, augmented=augmented, seed=seed, cutout=cutout)
+    by_class = np.argsort(labels, kind="stable")  # the loader groups augmented batches by crop: regroup
+    pictures, labels = pictures[by_class], labels[by_class]
     cols = min(columns, len(indices))
     rows = math.ceil(len(indices) / cols)
     fig = Figure(figsize=(1.7 * cols, 1.9 * rows + 0.5), dpi=100)

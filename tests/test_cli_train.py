@@ -1,0 +1,134 @@
+"""`litezoo train` / `litezoo eval` from the command line: bad input is one line and exit 2 before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from litezoo.cli.main import main
+from test_train import make_image_folder
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("cli") / "data")
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--model", "shufflenet_v2_x0_5_cifar", "--data", str(data), "--out", str(out), "--epochs", "1",
+            "--batch-size", "8", "--amp", "off", "--device", "cpu", "--threads", "1",
+            "--data.cache_dir", str(data.parent / "cache"), "--data.eval_batch_size", "16", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("cli_run") / "run"
+    threads = torch.get_num_threads()
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = main(_train_args(tiny_data, out, "--json", "--epochs", "2", "--label-smoothing", "0.1"))
+    torch.set_num_threads(threads)
+    assert code == 0
+    return out, json.loads(buf.getvalue())
+
+
+def test_train_json_reports_one_object_and_writes_the_run(trained_run):
+    out, result = trained_run
+    assert result["epoch"] == 2 and result["weights"] == str(out / "model.safetensors")
+    assert {"test_top1", "test_top5", "train_loss", "best_top1", "train_time_s"} <= set(result)
+    cfg = (out / "config.yaml").read_text()
+    assert "label_smoothing: 0.1" in cfg and "epochs: 2" in cfg and "num_classes: 4" in cfg
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "shufflenet_v2_x0_5_cifr"], "did you mean shufflenet_v2_x0_5_cifar"),
+        (["--data", "/no/such/folder"], "/no/such/folder"),
+        (["--optim.lrr", "0.1"], "did you mean optim.lr"),
+        (["--epochs", "0"], "train.epochs must be > 0"),
+        (["--epochs", "-3"], "train.epochs must be > 0"),
+        (["--lr", "-0.1"], "optim.lr must be > 0"),
+        (["--batch-size", "0"], "data.batch_size must be > 0"),
+        (["--optimizer", "adamx"], "optim.name must be one of"),
+        (["--schedule", "cosin"], "schedule.name must be one of"),
+        (["--amp", "fp8"], "train.amp must be one of"),
+        (["--config", "no_such_recipe"], "recipe not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_before_any_work(tiny_data, tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    code = main(_train_args(tiny_data, out, *extra))
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("litezoo train: error:") and message in err and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_resume_with_another_model_or_class_count_is_exit_2(trained_run, tiny_data, capsys):
+    out, _ = trained_run
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(out), "--model", "mobilenet_v1_x0_25_cifar"]) == 2
+    assert "holds model 'shufflenet_v2_x0_5_cifar'" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--model.num_classes", "10"]) == 2
+    assert "has 4 classes, but model.num_classes=10" in capsys.readouterr().err
+    three = make_image_folder(tiny_data.parent / "three", classes=3, train_per_class=4, test_per_class=2)
+    assert main(["train", "--resume", str(out), "--data", str(three)]) == 2
+    assert "has 4 classes but the data" in capsys.readouterr().err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_out_is_required_and_existing_runs_are_not_overwritten(trained_run, tiny_data, capsys):
+    out, _ = trained_run
+    assert main(["train", "--model", "shufflenet_v2_x0_5_cifar", "--data", str(tiny_data)]) == 2
+    assert "--out RUN_DIR is required" in capsys.readouterr().err
+    assert main(_train_args(tiny_data, out)) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+
+
+def test_eval_run_folder_and_checkpoint(trained_run, tiny_data, tmp_path, capsys):
+    out, result = trained_run
+    code = main(["eval", str(out), "--data", str(tiny_data), "--json", "--device", "cpu", "--out", str(tmp_path),
+                 "--cache-dir", str(tiny_data.parent / "cache")])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["top1"] == pytest.approx(result["test_top1"]) and report["num_samples"] == 16
+    assert len(report["per_class"]) == 4 and sum(sum(row) for row in report["confusion"]) == 16
+    png = Path(report["confusion_png"])
+    assert png == tmp_path / "confusion_test.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "eval_test.json").read_text())["top1"] == report["top1"]
+
+    # A checkpoint file, with flip TTA, printed for people.
+    code = main(["eval", str(out / "checkpoints" / "best.pt"), "--data", str(tiny_data), "--tta", "--device", "cpu",
+                 "--out", str(tmp_path), "--cache-dir", str(tiny_data.parent / "cache")])  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 0 and "per-class accuracy" in text and "confusion matrix" in text and "class_3" in text
+
+
+def test_eval_bad_input(trained_run, tiny_data, tmp_path, capsys):
+    out, _ = trained_run
+    assert main(["eval", str(tmp_path / "missing"), "--data", str(tiny_data)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    three = make_image_folder(tmp_path / "three", classes=3, train_per_class=2, test_per_class=2)
+    assert main(["eval", str(out), "--data", str(three), "--device", "cpu", "--cache-dir", str(tmp_path / "c")]) == 2
+    assert "the model was trained on" in capsys.readouterr().err
+
+
+def test_help_shows_examples(capsys):
+    for cmd in ("train", "eval"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        assert f"example:\n  litezoo {cmd}" in capsys.readouterr().out

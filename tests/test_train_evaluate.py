@@ -1,0 +1,87 @@
+"""evaluate(): exact counts on a model with known outputs, flip TTA, per-class accuracy, confusion PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from litezoo.evaluate import EvalResult, evaluate, format_report, save_confusion_png
+
+
+class Lookup(nn.Module):
+    """Logits read from the image: pixel [0, 0, 0] picks a row of ``table`` (a fake classifier)."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.table = nn.Parameter(table, requires_grad=False)
+
+    def forward(self, x):
+        return self.table[x[:, 0, 0, 0].long()]
+
+
+def _batches(codes, labels, batch=3):
+    x = torch.zeros(len(codes), 1, 2, 2)
+    x[:, 0, 0, 0] = torch.tensor(codes, dtype=torch.float32)
+    y = torch.tensor(labels)
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(codes), batch)]
+
+
+def test_counts_top1_top5_confusion():
+    k = 6
+    # code c ranks class c first, class (c + 1) % k second, and so on cyclically.
+    table = torch.stack([torch.roll(torch.arange(k, 0, -1, dtype=torch.float32), c) for c in range(k)])
+    model = Lookup(table)
+    codes = [0, 1, 2, 2, 3, 5, 5, 4]
+    labels = [0, 1, 3, 2, 3, 0, 5, 4]  # wrong at index 2 (pred 2, true 3) and 5 (pred 5, true 0)
+    res = evaluate(model, _batches(codes, labels), num_classes=k)
+    assert res.num_samples == 8 and res.top1 == pytest.approx(75.0)
+    # top-5 misses when the true class is ranked 6th: code 2 ranks class 3 second (hit); code 5 ranks 0 second (hit)
+    assert res.top5 == pytest.approx(100.0)
+    expected = np.zeros((k, k), dtype=np.int64)
+    for t, p in zip(labels, codes):
+        expected[t, p] += 1
+    assert (res.confusion == expected).all()
+    acc = res.per_class_accuracy
+    assert acc[0] == pytest.approx(50.0) and acc[3] == pytest.approx(50.0) and acc[1] == 100.0
+    loss = nn.functional.cross_entropy(table[torch.tensor(codes)], torch.tensor(labels)).item()
+    assert res.loss == pytest.approx(loss, rel=1e-6)
+
+
+def test_top5_counts_a_miss():
+    k = 7
+    table = torch.arange(k, 0, -1, dtype=torch.float32)[None]  # always ranks 0,1,2,...,6
+    res = evaluate(Lookup(table), _batches([0, 0], [5, 6]), num_classes=k)
+    assert res.top1 == 0.0 and res.top5 == 0.0  # classes 5 and 6 are ranked 6th and 7th
+
+
+def test_flip_tta_averages_mirrored_logits():
+    class LeftRight(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):  # class 0 if the left column is brighter, class 1 otherwise
+            left, right = x[..., 0].mean((1, 2)), x[..., -1].mean((1, 2))
+            return torch.stack([left - right + 0.1, right - left], dim=1)
+
+    x = torch.zeros(2, 1, 2, 2)
+    x[0, ..., 0] = 1.0  # brighter left
+    x[1, ..., 1] = 1.0  # brighter right
+    y = torch.tensor([0, 1])
+    plain = evaluate(LeftRight(), [(x, y)], num_classes=2)
+    tta = evaluate(LeftRight(), [(x, y)], num_classes=2, tta_flip=True)
+    assert plain.top1 == 100.0
+    assert tta.top1 == 50.0  # mirrored logits cancel; the +0.1 bias decides class 0 for both
+
+
+def test_report_and_png(tmp_path):
+    cm = np.array([[3, 1, 0], [0, 4, 0], [0, 0, 0]])
+    res = EvalResult(loss=0.5, top1=87.5, top5=100.0, num_samples=8, confusion=cm, classes=["cat", "dog", "fox"])
+    assert np.isnan(res.per_class_accuracy[2])
+    text = format_report(res)
+    assert "top-1 87.50%" in text and "top-3 100.00%" in text and "n/a" in text and "fox" in text
+    assert res.to_dict()["per_class"][2] == {"class": "fox", "support": 0, "top1": None}
+    png = save_confusion_png(res, tmp_path / "cm.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 1000

@@ -1,0 +1,110 @@
+"""A run killed with SIGKILL at a random step and resumed ends bit-identical to the uninterrupted run (CPU)."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from litezoo import checkpoint as ck
+from test_train import make_image_folder
+
+# Runs the CLI and prints "STEP n" after every optimizer step, so the test can kill it at a chosen one.
+DRIVER = """
+import sys, torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from litezoo.cli.main import main
+count = [0]
+def report(optimizer, args, kwargs):
+    count[0] += 1
+    print(f"STEP {count[0]}", flush=True)
+register_optimizer_step_post_hook(report)
+sys.exit(main(sys.argv[1:]))
+"""
+
+STEPS_PER_EPOCH = 8  # 32 images / batch 4
+EPOCHS = 2
+
+
+def _train_args(data: Path, out: Path) -> list[str]:
+    return [
+        "train", "--model", "shufflenet_v2_x0_5_cifar", "--data", str(data), "--out", str(out),
+        "--epochs", str(EPOCHS), "--batch-size", "4", "--seed", "3", "--amp", "off", "--device", "cpu", "--quiet",
+        "--data.cache_dir", str(data.parent / "cache"), "--data.eval_batch_size", "16", "--train.threads", "1",
+        "--checkpoint.every_steps", "3", "--optim.lr", "0.02", "--optim.grad_clip", "2.0",
+        # every stateful piece in play: dropout (torch RNG), cutout (loader), EMA, label smoothing
+        "--model.drop_rate", "0.2", "--data.cutout", "8", "--train.ema_decay", "0.9", "--label-smoothing", "0.1",
+    ]  # fmt: skip
+
+
+def _run(args: list[str], log: Path, kill_at: int | None = None) -> subprocess.CompletedProcess | int:
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, *args], stdout=subprocess.PIPE, stderr=err, text=True)
+        steps = []
+        try:
+            for line in proc.stdout:
+                if line.startswith("STEP "):
+                    steps.append(int(line.split()[1]))
+                    if steps[-1] == kill_at:
+                        proc.send_signal(signal.SIGKILL)
+                        break
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return proc.returncode, steps
+
+
+def _assert_equal(a, b, where="state"):
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_equal(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
+    data = make_image_folder(tmp_path / "data")
+    kill_at = random.Random().randint(4, EPOCHS * STEPS_PER_EPOCH - 3)  # after the first checkpoint (step 3)
+
+    rc, steps = _run(_train_args(data, tmp_path / "ref"), tmp_path / "ref.log")
+    assert rc == 0, (tmp_path / "ref.log").read_text()
+    assert steps == list(range(1, EPOCHS * STEPS_PER_EPOCH + 1))
+
+    rc, steps = _run(_train_args(data, tmp_path / "run"), tmp_path / "run.log", kill_at=kill_at)
+    assert rc == -signal.SIGKILL and steps[-1] == kill_at, f"kill_at={kill_at}: {rc}, {steps}"
+    saved = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert 3 <= saved["step"] <= kill_at
+
+    rc, steps = _run(["train", "--resume", str(tmp_path / "run"), "--quiet"], tmp_path / "resume.log")
+    assert rc == 0, (tmp_path / "resume.log").read_text()
+    assert steps == list(range(1, EPOCHS * STEPS_PER_EPOCH - saved["step"] + 1))  # only the missing steps
+
+    ref = ck.load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")
+    got = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    msg = f"kill_at={kill_at}, resumed from step {saved['step']}"
+    for key in ("model", "ema", "optimizer", "scheduler", "step", "epoch", "best_top1", "best_epoch"):
+        _assert_equal(ref[key], got[key], f"{msg}: {key}")
+    # The same metrics (apart from timings), in the files too.
+    untimed = lambda rows: [{k: v for k, v in r.items() if "time" not in k and k != "images_per_s"} for r in rows]  # noqa: E731
+    _assert_equal(untimed(ref["history"]), untimed(got["history"]), f"{msg}: history")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    ref_w, _ = ck.load_safetensors(tmp_path / "ref" / "model.safetensors")
+    got_w, _ = ck.load_safetensors(tmp_path / "run" / "model.safetensors")
+    _assert_equal(ref_w, got_w, f"{msg}: model.safetensors")
