@@ -141,6 +141,7 @@ def compare_models(
 def _atomic_savefig(fig, path: Path, fmt: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a chart is meant to be shared
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format=fmt, dpi=150, bbox_inches="tight")
             f.flush()
@@ -178,7 +179,11 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: str | os.PathLike, stem
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colors = plt.cm.tab10.colors
     for i, (r, x, y, s) in enumerate(zip(plotted, xs, ys, sizes)):
-        ax.scatter([x], [y], s=s, alpha=0.5, color=colors[i % len(colors)], edgecolors="black", linewidths=0.5)
+        color = colors[i % len(colors)]
+        ax.scatter([x], [y], s=s, alpha=0.5, color=color, edgecolors="black", linewidths=0.5)
+        if kind == "latency":  # the spread of the timed runs: p10 to p90
+            ax.errorbar([x], [y], yerr=[[y - r["latency_p10_ms"]], [r["latency_p90_ms"] - y]], color=color,
+                        capsize=3, linewidth=1)
         ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
@@ -187,7 +192,7 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: str | os.PathLike, stem
         ax.set_ylabel("test top-1 accuracy (%)")
         ax.set_title("Accuracy vs MACs (bubble area ∝ parameters)")
     else:
-        ax.set_ylabel("latency (ms, median, batch 1)")
+        ax.set_ylabel("latency (ms, median with p10-p90, batch 1)")
         ax.set_title("Latency vs MACs (bubble area ∝ parameters)")
     ax.grid(True, alpha=0.3)
     smallest = min(r["params"] for r in plotted)

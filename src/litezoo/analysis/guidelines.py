@@ -406,6 +406,7 @@ def write_json(report: dict[str, Any], path: str) -> str:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".guidelines.", suffix=".tmp", dir=os.path.dirname(target))
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; results are meant to be committed and shared
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
             f.write("\n")
