@@ -188,29 +188,44 @@ class WhiteningStem(nn.Module):
 
 
 class _Bf16ConvFp32Wgrad(torch.autograd.Function):
-    """3x3 / stride 1 / pad 1 conv: forward and input gradient in the low-precision dtype, weight gradient in fp32.
+    """Conv2d: forward and input gradient in the low-precision dtype, weight gradient from fp32 inputs.
 
     Why: on this Sapphire Rapids CPU, oneDNN's AMX bf16 kernels are ~8x faster than fp32 for the forward and
     the input gradient, but its AMX bf16 *weight*-gradient kernel (brgconv_bwd_w) is slower than the fp32 one
-    for these small maps (7x7, 3x3) -- so plain bf16 autocast trains this net slower than fp32 (see the bench).
+    for small maps (7x7, 3x3) -- so plain bf16 autocast trains this net slower than fp32 (see the bench).
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x, w, stride, padding, dilation, groups):
         ctx.save_for_backward(x, w)
-        return F.conv2d(x, w, padding=1)
+        ctx.conv = (stride, padding, dilation, groups)
+        return F.conv2d(x, w, None, stride, padding, dilation, groups)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
+    def backward(ctx, grad_out):
         x, w = ctx.saved_tensors
-        conv_args = (None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1)
+        stride, padding, dilation, groups = ctx.conv
+        conv_args = (None, stride, padding, dilation, False, (0, 0), groups)
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(grad_out, x, w, *conv_args, (True, False, False))[0]
         grad_w = torch.ops.aten.convolution_backward(
             grad_out.float(), x.float(), w.float(), *conv_args, (False, True, False)
         )[1]
-        return grad_x, grad_w.to(w.dtype)
+        return grad_x, grad_w.to(w.dtype), None, None, None, None
+
+
+def conv_fp32_wgrad_forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor | None:
+    """conv(x) through _Bf16ConvFp32Wgrad when CPU autocast is on; None when it does not apply."""
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or conv.bias is not None:
+        return None
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    dt = torch.get_autocast_dtype("cpu")
+    with torch.autocast("cpu", enabled=False):
+        return _Bf16ConvFp32Wgrad.apply(
+            x.to(dt), conv.weight.to(dt), conv.stride, conv.padding, conv.dilation, conv.groups
+        )
 
 
 class Conv3x3(nn.Conv2d):
@@ -221,11 +236,27 @@ class Conv3x3(nn.Conv2d):
         self.fp32_wgrad = fp32_wgrad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fp32_wgrad and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            dt = torch.get_autocast_dtype("cpu")
-            with torch.autocast("cpu", enabled=False):
-                return _Bf16ConvFp32Wgrad.apply(x.to(dt), self.weight.to(dt))
-        return super().forward(x)
+        y = conv_fp32_wgrad_forward(self, x) if self.fp32_wgrad else None
+        return super().forward(x) if y is None else y
+
+
+class _PatchedConvForward:
+    def __init__(self, conv: nn.Conv2d):
+        self.conv = conv
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = conv_fp32_wgrad_forward(self.conv, x)
+        return nn.Conv2d.forward(self.conv, x) if y is None else y
+
+
+def patch_convs_fp32_wgrad(model: nn.Module) -> int:
+    """Route every bias-free nn.Conv2d of ``model`` through _Bf16ConvFp32Wgrad (for zoo models); returns the count."""
+    n = 0
+    for m in model.modules():
+        if type(m) is nn.Conv2d and m.bias is None:
+            m.forward = _PatchedConvForward(m)
+            n += 1
+    return n
 
 
 class ConvGroup(nn.Module):
@@ -576,11 +607,14 @@ def bench(args) -> None:
             return m
         import litezoo
 
-        return litezoo.create_model(name, num_classes=10)
+        m = litezoo.create_model(name, num_classes=10)
+        if fp32_wgrad:
+            patch_convs_fp32_wgrad(m)
+        return m
 
     for name in args.models:
         for cl in (False, True):
-            variants = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if name == "airvgg" else [])
+            variants = [("fp32", False), ("bf16", False), ("bf16", True)]
             for prec, wg in variants:
                 torch.manual_seed(0)
                 m = build(name, wg)

@@ -29,6 +29,7 @@ from litezoo.progress import Progress
 from litezoo.train import fit
 from test_train import make_image_folder
 
+QUIET = Progress(quiet=True)
 TOLERANCE = 1e-5  # max |w_2proc - w_1proc| after 8 SGD steps (see the module docstring)
 
 
@@ -42,7 +43,8 @@ def _options(data: Path) -> dict[str, str]:
 
 
 def _torchrun(args: list[str], log: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "litezoo", *args]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd = [*torchrun, "-m", "litezoo", *args]
     with open(log, "w") as f:
         code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=600).returncode
     assert code == 0, log.read_text()
@@ -63,7 +65,7 @@ def test_two_processes_match_one_and_runs_move_between_them(tmp_path):
 
     # 2 processes x 4 images vs 1 process x 8 images: 2 epochs of 4 steps each.
     _torchrun(["train", "--out", str(tmp_path / "ddp"), "--quiet", *flags], tmp_path / "ddp.log")
-    fit(resolve(None, options), tmp_path / "one", progress=Progress(quiet=True))
+    fit(resolve(None, options), tmp_path / "one", progress=QUIET)
 
     two = ck.load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     one = ck.load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
@@ -82,7 +84,8 @@ def test_two_processes_match_one_and_runs_move_between_them(tmp_path):
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
 
     # The DDP run continues in one process ...
-    fit(resolve(None, {**options, "train.epochs": "3"}), tmp_path / "ddp", resume=True, progress=Progress(quiet=True))
+    with pytest.warns(UserWarning, match="changed lr schedule"):  # 3 epochs now: a longer schedule
+        fit(resolve(None, {**options, "train.epochs": "3"}), tmp_path / "ddp", resume=True, progress=QUIET)
     after_one = ck.load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     assert after_one["world_size"] == 1 and after_one["step"] == 12
     # ... and back in two.

@@ -56,6 +56,11 @@ def tiny_config(data: Path, **overrides):
 QUIET = Progress(quiet=True)
 
 
+def untimed(rows: list[dict]) -> list[dict]:
+    """Metrics rows without the wall-clock fields (which differ between otherwise identical runs)."""
+    return [{k: v for k, v in r.items() if "time" not in k and k != "images_per_s"} for r in rows]
+
+
 @pytest.fixture(autouse=True)
 def _restore_threads():
     # train.threads=1 (deterministic, and fast on a shared machine) sets torch's global thread count.
@@ -142,8 +147,7 @@ def test_resume_at_epoch_end_is_bit_identical(tiny_data, tmp_path):
     b = ck.load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    strip = lambda rows: [{k: v for k, v in r.items() if "time" not in k and k != "images_per_s"} for r in rows]  # noqa: E731
-    assert strip(a["history"]) == strip(b["history"])
+    assert untimed(a["history"]) == untimed(b["history"])
     assert len((tmp_path / "split" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
@@ -268,13 +272,23 @@ def test_channels_last_and_automatic_precision(tiny_data, tmp_path):
     from litezoo.precision import choose_precision
 
     stream = io.StringIO()
-    cfg = tiny_config(tiny_data, **{"train.epochs": 1, "train.amp": "auto", "train.channels_last": True})
+    cfg = tiny_config(tiny_data, **{"train.epochs": 1, "train.amp": "auto", "train.channels_last": "auto"})
     result = fit(cfg, tmp_path / "run", progress=Progress(stream))
     chosen = choose_precision("auto", torch.device("cpu"))
-    assert chosen.reason in stream.getvalue() and "channels_last on" in stream.getvalue()
+    layout = "on" if train_mod.use_channels_last("auto", torch.device("cpu")) else "off"
+    assert chosen.reason in stream.getvalue() and f"channels_last {layout}" in stream.getvalue()
     assert np.isfinite(result["train_loss"]) and result["step"] == 4
     tensors, _ = ck.load_safetensors(tmp_path / "run" / "model.safetensors")
     assert all(t.is_contiguous() for t in tensors.values())
+
+
+def test_channels_last_rule(monkeypatch):
+    rule = train_mod.use_channels_last
+    assert rule(True, torch.device("cpu")) is True and rule(False, torch.device("cuda")) is False
+    assert rule("auto", torch.device("cuda")) is True and rule("auto", torch.device("mps")) is False
+    for capability, expected in (("AVX512", True), ("AVX2", False), ("DEFAULT", False)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert rule("auto", torch.device("cpu")) is expected
 
 
 def test_tensorboard_scalars_when_available(tiny_data, tmp_path, monkeypatch):
@@ -296,5 +310,6 @@ def test_tensorboard_scalars_when_available(tiny_data, tmp_path, monkeypatch):
     fit(tiny_config(tiny_data, **{"train.epochs": 2}), tmp_path / "run", progress=QUIET)
     (writer,) = writers
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert ("test_top1", rows[1]["test_top1"], 2) in writer.scalars and ("train_loss", rows[0]["train_loss"], 1) in writer.scalars
+    assert ("test_top1", rows[1]["test_top1"], 2) in writer.scalars
+    assert ("train_loss", rows[0]["train_loss"], 1) in writer.scalars
     assert writer.closed

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from litezoo import checkpoint as ck
-from test_train import make_image_folder
+from test_train import make_image_folder, untimed
 
 # Runs the CLI and prints "STEP n" after every optimizer step, so the test can kill it at a chosen one.
 DRIVER = """
@@ -101,7 +101,6 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
     for key in ("model", "ema", "optimizer", "scheduler", "step", "epoch", "best_top1", "best_epoch"):
         _assert_equal(ref[key], got[key], f"{msg}: {key}")
     # The same metrics (apart from timings), in the files too.
-    untimed = lambda rows: [{k: v for k, v in r.items() if "time" not in k and k != "images_per_s"} for r in rows]  # noqa: E731
     _assert_equal(untimed(ref["history"]), untimed(got["history"]), f"{msg}: history")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]

@@ -150,9 +150,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             ) from None
         raise InputError(f"checkpoint {path} is corrupt ({_first_line(exc)}){_last_good_hint(path)}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise InputError(
-            f"checkpoint {path} is truncated or corrupt ({_first_line(exc) or type(exc).__name__}){_last_good_hint(path)}"
-        ) from None
+        why = _first_line(exc) or type(exc).__name__
+        raise InputError(f"checkpoint {path} is truncated or corrupt ({why}){_last_good_hint(path)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path} is not a litezoo checkpoint (no '{FORMAT}' marker)")
     if state.get("version", 0) > VERSION:

@@ -115,7 +115,8 @@ def format_report(result: EvalResult, *, max_matrix_classes: int = 20) -> str:
     """Human-readable summary: totals, per-class accuracy, and the confusion matrix when it fits on screen."""
     k = min(5, len(result.classes))
     lines = [
-        f"samples {result.num_samples}   loss {result.loss:.4f}   top-1 {result.top1:.2f}%   top-{k} {result.top5:.2f}%",
+        f"samples {result.num_samples}   loss {result.loss:.4f}   top-1 {result.top1:.2f}%   "
+        f"top-{k} {result.top5:.2f}%",
         "",
         "per-class accuracy:",
     ]
@@ -177,8 +178,10 @@ def save_confusion_png(result: EvalResult, path: str | os.PathLike, title: str |
 # A trained model from its files
 
 
-def load_trained_model(target: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a run folder / .pt checkpoint / .safetensors file; returns (model in eval mode, metadata)."""
+def load_trained_model(
+    target: str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a run folder / .pt checkpoint / .safetensors file: (model in eval mode, metadata)."""
     from litezoo.checkpoint import load_weights
     from litezoo.errors import InputError
     from litezoo.registry import create_model
@@ -188,7 +191,8 @@ def load_trained_model(target: str | os.PathLike, device: torch.device | str = "
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise InputError(f"the weights in {target} do not fit {meta['model_name']}: {str(exc).splitlines()[0]}") from None
+        first_line = str(exc).splitlines()[0]
+        raise InputError(f"the weights in {target} do not fit {meta['model_name']}: {first_line}") from None
     return model.to(device).eval(), meta
 
 

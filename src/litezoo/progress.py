@@ -83,7 +83,8 @@ class Progress:
 
 
 def format_summary(row: dict[str, Any], epochs: int) -> str:
-    """``epoch 3/30  train loss 1.2340 top-1 55.20%  test loss 1.1010 top-1 60.10% top-5 95.00%  lr 0.0876  1234 img/s  12.3s``"""
+    """One line per epoch, e.g. ``epoch 3/30  train loss 1.2340 top-1 55.20%  test loss 1.1010 top-1 60.10%
+    top-5 95.00%  lr 0.0876  1234 img/s  12.3s`` (on one line)."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2f}%"]
     if row.get("test_top1") is not None:
         parts.append(f"test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.2f}% top-5 {row['test_top5']:.2f}%")

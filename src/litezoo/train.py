@@ -79,7 +79,9 @@ def check_data_classes(classes: list[str], test_classes: list[str], cfg: RunConf
             f"has {len(classes)}"
         )
     if cfg.model.num_classes is not None and cfg.model.num_classes != len(classes):
-        raise InputError(f"model.num_classes={cfg.model.num_classes} but the data at {where} has {len(classes)} classes")
+        raise InputError(
+            f"model.num_classes={cfg.model.num_classes} but the data at {where} has {len(classes)} classes"
+        )
 
 
 def check_before_work(
@@ -92,7 +94,9 @@ def check_before_work(
         raise InputError(f"model.init_from: {cfg.model.init_from} does not exist")
     if not resume:
         if ckpt_io.epoch_checkpoints(run_dir) or (ckpt_io.checkpoint_dir(run_dir) / ckpt_io.LAST).exists():
-            raise InputError(f"{run_dir} already holds checkpoints: resume it (--resume {run_dir}) or choose another --out")
+            raise InputError(
+                f"{run_dir} already holds checkpoints: resume it (--resume {run_dir}) or choose another --out"
+            )
         return None, None
     ckpt_path, _ = ckpt_io.resolve_resume_path(run_dir if resume is True else resume)
     ckpt = ckpt_io.load_checkpoint(ckpt_path)
@@ -140,15 +144,28 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     return create_model(cfg.model.name, num_classes=num_classes, in_chans=cfg.model.in_chans, **options)
 
 
-def load_initial_weights(model: nn.Module, path: str | os.PathLike) -> list[str]:
+def classifier_parameters(cfg: RunConfig, num_classes: int) -> set[str]:
+    """Names of the parameters ``reset_classifier`` replaces: what the zoo calls the classifier.
+
+    Found on a copy built on the meta device (no memory, no RNG draws): e.g. ``head.fc.*`` for most models,
+    only the last of VGG's three classifier layers, SqueezeNet's final 1x1 conv.
+    """
+    with torch.device("meta"):
+        probe = build_model(cfg, num_classes)
+        before = dict(probe.named_parameters())  # references, so that no replaced tensor's id can be reused
+        probe.reset_classifier(num_classes)
+        return {name for name, p in probe.named_parameters() if before.get(name) is not p}
+
+
+def load_initial_weights(model: nn.Module, path: str | os.PathLike, classifier: set[str]) -> list[str]:
     """Start from trained weights (transfer learning); returns the classifier tensors left at their new init.
 
-    The classifier (``head.*``, the zoo's common name for it) is kept only when its shape fits: a 1000-class
-    source on a 2-class task gets a fresh classifier. Any other mismatch is an error.
+    The classifier is kept only when its shape fits: a 1000-class source on a 2-class task gets a fresh one.
+    Any other mismatch is an error.
     """
     weights, _ = ckpt_io.load_weights(path)
     own = model.state_dict()
-    reset = [k for k, v in weights.items() if k.startswith("head.") and k in own and v.shape != own[k].shape]
+    reset = [k for k, v in weights.items() if k in classifier and k in own and v.shape != own[k].shape]
     try:
         missing, unexpected = model.load_state_dict({k: v for k, v in weights.items() if k not in reset}, strict=False)
     except RuntimeError as exc:
@@ -164,10 +181,10 @@ def load_initial_weights(model: nn.Module, path: str | os.PathLike) -> list[str]
     return reset
 
 
-def freeze_features(model: nn.Module) -> None:
-    """Train only the classifier: every parameter outside ``head`` stops receiving gradients."""
+def freeze_features(model: nn.Module, classifier: set[str]) -> None:
+    """Train only the classifier: every other parameter stops receiving gradients."""
     for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith("head."))
+        p.requires_grad_(name in classifier)
 
 
 def set_train_mode(model: nn.Module) -> None:
@@ -179,15 +196,18 @@ def set_train_mode(model: nn.Module) -> None:
 
 
 def use_channels_last(setting: bool | str, device: torch.device) -> bool:
-    """channels_last (NHWC) activations: "auto" turns it on where it was measured faster.
+    """channels_last (NHWC) activations and weights: "auto" turns them on where they were measured faster.
 
-    Measured (benchmarks/channels_last.py, docs/training.md): on CUDA, NHWC feeds the tensor cores and is the
-    usual win. On this Sapphire Rapids CPU (oneDNN) it made training of the small zoo models slower in fp32
-    and only sometimes faster in bf16, so "auto" leaves it off on CPU; force it with train.channels_last=true.
+    CUDA: NHWC is what the tensor-core convolution kernels want. CPU with AVX-512 (measured on a Sapphire
+    Rapids Xeon, training steps of 7 zoo models, docs/training.md): faster in bf16 for every conv net (+4% to
+    +93%) and in fp32 for 5 of 7 (+13% to +84%; VGG -12..-17%, ViT neutral). Other CPUs and MPS were not
+    measured, so "auto" leaves them NCHW.
     """
     if isinstance(setting, bool):
         return setting
-    return device.type == "cuda"
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def lr_of(optimizer: torch.optim.Optimizer) -> float:
@@ -450,11 +470,13 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
     # --- model, precision, EMA ------------------------------------------------------------------------------------
     seed_everything(cfg.train.seed)  # same initial weights on every process
     model = build_model(cfg, num_classes)
+    classifier = classifier_parameters(cfg, num_classes)
     if cfg.model.init_from is not None:
-        reset = load_initial_weights(model, cfg.model.init_from)
-        progress.note(f"initialised from {cfg.model.init_from}" + (f" (new classifier: {', '.join(reset)})" if reset else ""))
+        reset = load_initial_weights(model, cfg.model.init_from, classifier)
+        new_head = f" (new classifier: {', '.join(reset)})" if reset else ""
+        progress.note(f"initialised from {cfg.model.init_from}{new_head}")
     if cfg.model.freeze_features:
-        freeze_features(model)
+        freeze_features(model, classifier)
     precision = choose_precision(cfg.train.amp, device)
     channels_last = use_channels_last(cfg.train.channels_last, device)
     model.to(device=device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
@@ -479,7 +501,9 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
     )  # fmt: skip
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise InputError(f"{len(train_ds)} training images make no batch of {cfg.data.batch_size}; lower the batch size")
+        raise InputError(
+            f"{len(train_ds)} training images make no batch of {cfg.data.batch_size}; lower the batch size"
+        )
     if len(set(distributed.all_gather_object(steps_per_epoch))) > 1:
         raise WorkError("processes disagree on the number of steps per epoch (uneven data shards)")
     total_steps = cfg.train.epochs * steps_per_epoch
@@ -641,7 +665,8 @@ def _restore(ckpt, model, optimizer, scheduler, scaler, ema, loader, dist_info) 
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        raise InputError(f"the checkpoint's weights do not fit {ckpt['model_name']}: {str(exc).splitlines()[0]}") from None
+        first_line = str(exc).splitlines()[0]
+        raise InputError(f"the checkpoint's weights do not fit {ckpt['model_name']}: {first_line}") from None
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     if scaler is not None and ckpt["scaler"] is not None:

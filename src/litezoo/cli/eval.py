@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     report_path = atomic_write_bytes(json.dumps(report, indent=1).encode(), out / f"eval_{args.split}.json")
     report["report_json"] = str(report_path)
     if not args.json:
-        print(f"{info['model_name']} ({target}) on {args.split} of {args.data}" + (" with flip TTA" if args.tta else ""),
-              file=human_out(args))  # fmt: skip
+        tta = " with flip TTA" if args.tta else ""
+        print(f"{info['model_name']} ({target}) on {args.split} of {args.data}{tta}", file=human_out(args))
     emit(args, report, human=format_report(result) + f"\n\nwrote {png} and {report_path}")
     return 0

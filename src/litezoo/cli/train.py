@@ -38,7 +38,8 @@ def register(subparsers) -> None:
             "  litezoo train --model mobilenet_v1_x1_0_cifar --data /data/cifar10 --out runs/mbv1 --epochs 30\n"
             "  litezoo train --config mobilenet_v1_cifar10 --data /data/cifar10 --out runs/a --optim.lr 0.05\n"
             "  litezoo train --resume runs/mbv1                   # continue where it stopped\n"
-            "  torchrun --nproc_per_node 2 -m litezoo train --model shufflenet_v2_x1_0_cifar --data /data/cifar10 --out runs/ddp"
+            "  torchrun --nproc-per-node 2 -m litezoo train --model shufflenet_v2_x1_0_cifar --data /data/cifar10 \\\n"
+            "      --out runs/ddp"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # --lr must not silently become some other flag
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(human_out(args), bar=False if args.json else None, quiet=args.quiet)
     result = fit(cfg, run_dir, resume=ckpt_path or False, progress=progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the main process reports
-        best = "n/a" if result.get("best_top1") is None else f"{result['best_top1']:.2f}% (epoch {result['best_epoch']})"
+        best = result.get("best_top1")
+        best = "n/a" if best is None else f"{best:.2f}% (epoch {result['best_epoch']})"
         emit(args, result, human=f"done: best test top-1 {best}; run folder {run_dir}")
     return 0
