@@ -10,6 +10,12 @@
 - any other CPU (e.g. AVX2 only): fp32, because bf16 there is emulated by conversions and runs slower than fp32.
 - MPS: fp32 (MPS autocast coverage is still partial); ask for fp16 or bf16 explicitly to use it.
 
+Measured on this project's Sapphire-Rapids-class Xeon (AMX), CPU time of one training step (forward, backward,
+SGD) on 1 thread, batch 256 at 32 px, bf16 autocast relative to fp32: 0.37x for a plain 3x3-conv net, 0.64x for
+a depthwise-separable net, 0.94x for shufflenet_v2_x1_0_cifar. The same machine limited to AVX2 kernels
+(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2): 12x, 2.6x and 5.4x slower than fp32. An fp16-autocast 3x3
+conv (fwd+bwd) took ~160x the fp32 time there: the CPU has no fast fp16 convolution path.
+
 Explicit requests: ``bf16`` on a CPU without native bf16 is honoured with a warning; ``fp16`` on a CPU is an
 InputError (it would need loss scaling and gains nothing over bf16: use bf16 or off); ``bf16`` on a CUDA GPU
 without native bf16 is an InputError (torch refuses it).

@@ -18,8 +18,10 @@ exactly (tests check this step by step). With ``T`` = total steps, ``W`` = warm-
                       runs max_momentum -> base_momentum -> max_momentum, replacing optim.momentum — exactly as
                       torch does, even for an SGD built with momentum 0 (the MobileNet tutorial's case).
 
-Step ``s`` runs from 0 (the lr of the first update: the warm-up start) to ``T`` (the lr after the last update).
-Stepping past ``T`` is an error, as in torch's OneCycleLR.
+Step ``s`` runs from 0 (the lr of the first update: the warm-up start) to ``T`` (the lr after the last update,
+never used). Stepping past ``T`` is an error, as in torch's OneCycleLR. For onecycle the floor is reached at
+``T - 1``; torch's formula at ``T`` runs past its last phase and gives a value above the floor (noticeably so
+for very short runs), and litezoo keeps torch's numbers.
 
 Scheduler state dicts hold only numbers, strings, lists and dicts (they load with ``weights_only=True``) and
 record the schedule they were made for. Loading one restores the step position and recomputes the lr (and
