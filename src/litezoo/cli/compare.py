@@ -20,7 +20,7 @@ def register(subparsers) -> None:
         ),
         epilog=(
             "example:\n"
-            "  litezoo compare mobilenet_v1_cifar shufflenet_v2_x1_0_cifar --out reports/\n"
+            "  litezoo compare mobilenet_v1_x1_0_cifar shufflenet_v2_x1_0_cifar --out reports/\n"
             "  litezoo compare --runs runs/mnv1 runs/snv2 --out reports/"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

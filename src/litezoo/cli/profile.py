@@ -48,7 +48,7 @@ def register(subparsers) -> None:
         epilog=(
             "example:\n"
             "  litezoo profile shufflenet_v2_x1_0 --input-size 224\n"
-            "  litezoo profile mobilenet_v1_cifar --format csv > layers.csv\n"
+            "  litezoo profile mobilenet_v1_x1_0_cifar --format csv > layers.csv\n"
             "  litezoo profile litezoo.analysis.seed_examples:standard_conv --input-size 5 --no-time"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
