@@ -367,6 +367,7 @@ def write_json(path: Path, obj: dict) -> None:
         json.dump(obj, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
 
 
@@ -612,24 +613,30 @@ def bench(args) -> None:
             patch_convs_fp32_wgrad(m)
         return m
 
+    variants = [("fp32", False), ("bf16", False), ("bf16", True)]
+    if args.only:  # e.g. --only bf16+fp32wgrad:1 fp32:0  (precision[+fp32wgrad]:channels_last)
+        variants_cl = []
+        for spec in args.only:
+            prec_s, cl_s = spec.split(":")
+            variants_cl.append((prec_s.split("+")[0], prec_s.endswith("+fp32wgrad"), bool(int(cl_s))))
+    else:
+        variants_cl = [(p_, w_, cl_) for cl_ in (False, True) for p_, w_ in variants]
     for name in args.models:
-        for cl in (False, True):
-            variants = [("fp32", False), ("bf16", False), ("bf16", True)]
-            for prec, wg in variants:
+        for batch in args.batch:
+            for prec, wg, cl in variants_cl:
                 torch.manual_seed(0)
                 m = build(name, wg)
-                x = torch.randn(args.batch, 3, 32, 32)
+                x = torch.randn(batch, 3, 32, 32)
                 if cl:
                     m = m.to(memory_format=torch.channels_last)
                     x = x.contiguous(memory_format=torch.channels_last)
                 m.train()
-                y = torch.randint(0, 10, (args.batch,))
+                y = torch.randint(0, 10, (batch,))
                 opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-3, momentum=0.9, nesterov=True)
-                label = f"{name} {prec}{'+fp32wgrad' if wg else ''} {'channels_last' if cl else 'NCHW'}"
-                configs.append(dict(label=label, model=name, precision=prec, fp32_wgrad=wg, channels_last=cl,
+                label = f"{name} {prec}{'+fp32wgrad' if wg else ''} {'channels_last' if cl else 'NCHW'} b{batch}"
+                configs.append(dict(label=label, model=name, precision=prec, fp32_wgrad=wg, channels_last=cl, batch=batch,
                                     fwd_mflops=round(count_flops(m) / 1e6, 1), m=m, x=x, y=y, opt=opt, times=[]))
-    record = {"script": "benchmarks/fast_cifar_proto.py bench", "argv": sys.argv, "cpu": cpu_info(),
-              "batch": args.batch, "rows": []}
+    record = {"script": "benchmarks/fast_cifar_proto.py bench", "argv": sys.argv, "cpu": cpu_info(), "rows": []}
     out = Path(args.out)
     for r in range(args.rounds + 1):  # round 0 is warm-up (oneDNN primitive creation)
         for c in configs:
@@ -642,9 +649,9 @@ def bench(args) -> None:
         record["rounds_done"] = r
         record["loadavg"] = os.getloadavg()[0]
         record["rows"] = [
-            {k: c[k] for k in ("label", "model", "precision", "fp32_wgrad", "channels_last", "fwd_mflops")}
-            | {"train_img_per_s_median": round(args.batch / statistics.median(c["times"]), 1),
-               "train_img_per_s_best": round(args.batch / min(c["times"]), 1)}
+            {k: c[k] for k in ("label", "model", "batch", "precision", "fp32_wgrad", "channels_last", "fwd_mflops")}
+            | {"train_img_per_s_median": round(c["batch"] / statistics.median(c["times"]), 1),
+               "train_img_per_s_best": round(c["batch"] / min(c["times"]), 1)}
             for c in configs
         ]
         print(r, {row["label"]: row["train_img_per_s_median"] for row in record["rows"]}, flush=True)
@@ -658,7 +665,8 @@ def main(argv=None) -> None:
     sub = p.add_subparsers(dest="mode", required=True)
     b = sub.add_parser("bench")
     b.add_argument("--out", default=str(ROOT / "benchmarks/results/fast_cifar_proto_bench.json"))
-    b.add_argument("--batch", type=int, default=512)
+    b.add_argument("--batch", type=int, nargs="+", default=[512])
+    b.add_argument("--only", nargs="*", default=[], help="configs as precision[+fp32wgrad]:channels_last, e.g. fp32:1")
     b.add_argument("--models", nargs="+", default=["airvgg"], help="'airvgg' and/or litezoo registry names")
     b.add_argument("--widths", type=int, nargs=3, default=[64, 256, 256])
     b.add_argument("--rounds", type=int, default=5)

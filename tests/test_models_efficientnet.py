@@ -12,14 +12,6 @@ from litezoo.models.efficientnet import MBConv, scaled_stages
 from litezoo.registry import model_info
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and avoids OpenMP spin-waits on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # (width, depth) per variant, and the reference network's widths and repeats (tensorflow/tpu efficientnet_builder
 # round_filters / round_repeats; the same as torchvision's models): stem, 7 stage widths, head, 7 stage repeats.
 REFERENCE = {

@@ -16,15 +16,6 @@ V1_NAMES = litezoo.list_models("shufflenet_v1_*", include_cifar=False)
 V2_NAMES = litezoo.list_models("shufflenet_v2_*", include_cifar=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one thread is plenty, and on a shared, busy 2-core box OpenMP workers spinning against
-    # other processes made this file ~10x slower. Restored afterwards so other modules keep their setting.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

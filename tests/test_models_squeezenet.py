@@ -10,14 +10,6 @@ import litezoo
 from litezoo.models.squeezenet import Fire
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and avoids OpenMP spin-waits on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 FIRES = [f"fire{i}" for i in range(2, 10)]
 
 

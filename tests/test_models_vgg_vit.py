@@ -14,14 +14,6 @@ from litezoo.models.vgg import VGG, make_layers
 from litezoo.models.vit import Attention, Block
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and avoids OpenMP spin-waits on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _params(name: str, **kwargs) -> int:
     with torch.device("meta"):

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from litezoo.fsutil import fsync_dir as _fsync_dir
 from litezoo.errors import InputError
 
 FORMAT = "litezoo-checkpoint"
@@ -74,19 +75,6 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
 def _write_chunk(f, chunk: memoryview) -> None:
     # One function per chunk so tests can slow down or break a write half-way through.
     f.write(chunk)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # Windows cannot open folders; its rename is durable enough
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:

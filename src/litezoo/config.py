@@ -34,6 +34,7 @@ from typing import Any, Mapping
 import yaml
 
 from litezoo.errors import InputError
+from litezoo.fsutil import fsync_dir as _fsync_dir
 
 
 @dataclass
@@ -603,20 +604,6 @@ def save_yaml(cfg: RunConfig, path: str | os.PathLike) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_yaml(path: str | os.PathLike) -> RunConfig:

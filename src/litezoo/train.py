@@ -188,11 +188,14 @@ def freeze_features(model: nn.Module, classifier: set[str]) -> None:
 
 
 def set_train_mode(model: nn.Module) -> None:
-    """``model.train()``, except BatchNorm layers with frozen parameters: their running statistics stay fixed too."""
+    """``model.train()``, except BatchNorm layers whose parameters are all frozen (``freeze_features``): their
+    running statistics stay fixed too. A BN that freezes only its scale (vgg_fast's) still trains normally."""
     model.train()
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.requires_grad:
-            m.eval()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
 
 
 def use_channels_last(setting: bool | str, device: torch.device) -> bool:

@@ -7,5 +7,6 @@ from litezoo.models import (  # noqa: F401  (imported for their @register_model 
     shufflenet_v2,
     squeezenet,
     vgg,
+    vgg_fast,
     vit,
 )

@@ -1,0 +1,191 @@
+"""Time-to-accuracy on CIFAR-10 (the shared JPEG copy), measured with litezoo's own trainer.
+
+Runs (each one a `litezoo.train.fit` call; JSON rewritten after every epoch, so a stopped session keeps what it
+measured):
+  fast      configs/fast_cifar10.yaml (vgg_fast_cifar), for each --seeds
+  baseline  configs/mobilenet_v1_cifar10.yaml: the MobileNet V1 tutorial recipe (fp32, batch 128, one-cycle over
+            150 epochs), stopped once it reaches --baseline-stop (80%) or --max-minutes of training
+  light     a lightweight family with a shortened fast recipe (mobilenet_v1_x0_5_cifar by default)
+  throughput  training images/s of one model per family at 32 px, fp32 vs bf16 (where native), same process
+
+Training time excludes evaluation (the trainer's `train_time_s`). Thresholds: 80, 85, 90, 93 % test top-1.
+
+    python benchmarks/time_to_accuracy.py fast --seeds 0 1 2
+    python benchmarks/time_to_accuracy.py baseline --max-minutes 60
+    python benchmarks/time_to_accuracy.py throughput
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+THRESHOLDS = (80.0, 85.0, 90.0, 93.0)
+
+
+def machine() -> dict:
+    from litezoo.precision import cpu_info
+
+    info = cpu_info()
+    info["python"] = platform.python_version()
+    info["load_average"] = list(os.getloadavg())
+    return info
+
+
+def write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def time_to(curve: list[dict]) -> dict:
+    """First epoch at or above each threshold, with the training time (evaluation excluded) at that point."""
+    out = {}
+    for t in THRESHOLDS:
+        hit = next((r for r in curve if r["test_top1"] is not None and r["test_top1"] >= t), None)
+        out[f"{t:g}"] = None if hit is None else {"epoch": hit["epoch"], "train_time_s": hit["train_time_s"]}
+    return out
+
+
+def run_recipe(tag: str, recipe: str, overrides: dict, data: str, *, stop_at: float | None, max_minutes: float | None) -> dict:
+    from litezoo.config import resolve, to_dict
+    from litezoo.precision import choose_precision, resolve_device
+    from litezoo.train import fit
+
+    cfg = resolve(REPO / "configs" / recipe, {"data.path": data, **overrides})
+    run_dir = REPO / ".cache" / "bench_runs" / f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = RESULTS / f"time_to_accuracy_{tag}.json"
+    prec = choose_precision(cfg.train.amp, resolve_device(cfg.train.device))
+    result = {
+        "benchmark": "time_to_accuracy",
+        "run": tag,
+        "dataset": "CIFAR-10 (JPEG copy), " + data,
+        "recipe": recipe,
+        "overrides": overrides,
+        "config": to_dict(cfg),
+        "precision": {"mode": prec.mode, "reason": prec.reason},
+        "machine": machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "status": "running",
+        "stop_rule": {"stop_at_top1": stop_at, "max_train_minutes": max_minutes},
+        "curve": [],
+    }
+    write_json(out, result)
+
+    def on_epoch(row: dict) -> bool:
+        keep = ("epoch", "step", "lr", "train_loss", "train_top1", "test_top1", "test_top5", "images_per_s",
+                "epoch_time_s", "eval_time_s", "train_time_s", "time_s")  # fmt: skip
+        result["curve"].append({k: row.get(k) for k in keep} | {"load_average": list(os.getloadavg())})
+        result["time_to"] = time_to(result["curve"])
+        write_json(out, result)
+        if stop_at is not None and row["test_top1"] is not None and row["test_top1"] >= stop_at:
+            result["status"] = f"stopped: reached {stop_at}%"
+            return True
+        if max_minutes is not None and row["train_time_s"] >= 60 * max_minutes:
+            result["status"] = f"stopped: {max_minutes} min of training reached before {stop_at}%"
+            return True
+        return False
+
+    final = fit(cfg, run_dir, callbacks=[on_epoch])
+    if result["status"] == "running":
+        result["status"] = "finished"
+    result["final_test_top1"] = final.get("test_top1")
+    result["best_test_top1"] = final.get("best_top1")
+    result["machine_end"] = {"load_average": list(os.getloadavg())}
+    write_json(out, result)
+    print(f"{tag}: {result['status']}; time_to {result['time_to']}", file=sys.stderr)
+    return result
+
+
+def throughput(args) -> None:
+    """Training images/s at 32 px, one model per family, fp32 and bf16, interleaved step by step."""
+    import litezoo
+    from litezoo.precision import cpu_native_bf16
+
+    models = args.models or [
+        "vgg_fast_cifar", "mobilenet_v1_x1_0_cifar", "shufflenet_v2_x1_0_cifar", "shufflenet_v1_g3_x1_0_cifar",
+        "squeezenet1_1_cifar", "efficientnet_b0_cifar", "vgg11_bn_cifar", "vit_tiny_cifar",
+    ]  # fmt: skip
+    native, _ = cpu_native_bf16()
+    modes = ["fp32", "bf16"] if native else ["fp32"]
+    setups = []
+    for name in models:
+        for mode in modes:
+            torch.manual_seed(0)
+            model = litezoo.create_model(name, num_classes=10).to(memory_format=torch.channels_last).train()
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            setups.append({"model": name, "mode": mode, "net": model, "opt": opt, "times": []})
+    x = torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch,))
+    for rnd in range(args.warmup + args.rounds):
+        for s in setups:  # interleaved: a burst of other work slows every setup alike
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", torch.bfloat16, enabled=s["mode"] == "bf16"):
+                loss = torch.nn.functional.cross_entropy(s["net"](x), y)
+            s["opt"].zero_grad(set_to_none=True)
+            loss.backward()
+            s["opt"].step()
+            if rnd >= args.warmup:
+                s["times"].append(time.perf_counter() - t0)
+    rows = []
+    for s in setups:
+        times = sorted(s["times"])
+        rows.append({"model": s["model"], "precision": s["mode"], "channels_last": True, "batch": args.batch,
+                     "median_step_s": times[len(times) // 2],
+                     "images_per_s": round(args.batch / times[len(times) // 2], 1)})  # fmt: skip
+    out = {"benchmark": "train_throughput_32px", "machine": machine(), "threads": torch.get_num_threads(),
+           "rounds": args.rounds, "rows": rows}  # fmt: skip
+    write_json(RESULTS / "train_throughput_32px.json", out)
+    for r in rows:
+        print(f"{r['model']:32s} {r['precision']:5s} {r['images_per_s']:8.1f} img/s")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["fast", "baseline", "light", "throughput"])
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (fast, light)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
+    p.add_argument("--baseline-stop", type=float, default=80.0)
+    p.add_argument("--light-model", default="mobilenet_v1_x0_5_cifar")
+    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    args = p.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.what == "throughput":
+        throughput(args)
+    elif args.what == "fast":
+        for seed in args.seeds:
+            over = {"train.seed": seed}
+            if args.epochs:
+                over |= {"train.epochs": args.epochs, "schedule.warmup_epochs": round(0.23 * args.epochs, 2)}
+            tag = f"fast_seed{seed}" + (f"_{args.epochs}ep" if args.epochs else "")
+            run_recipe(tag, "fast_cifar10.yaml", over, args.data, stop_at=None, max_minutes=args.max_minutes)
+    elif args.what == "baseline":
+        run_recipe("baseline_mobilenet_v1", "mobilenet_v1_cifar10.yaml", {"train.seed": 0}, args.data,
+                   stop_at=args.baseline_stop, max_minutes=args.max_minutes)  # fmt: skip
+    else:  # light: the fast recipe's schedule on a lightweight family (fp32: bf16 does not help depthwise nets)
+        epochs = args.epochs or 20
+        over = {"model.name": args.light_model, "train.epochs": epochs, "train.amp": "off",
+                "data.batch_size": 512, "optim.lr": 0.4, "optim.weight_decay": 5e-4, "optim.momentum": 0.9,
+                "schedule.name": "onecycle", "schedule.warmup_epochs": 0, "schedule.min_lr": 0.0,
+                "train.label_smoothing": 0.1, "train.ema_decay": 0.99,
+                "data.crop_padding": 4, "train.seed": 0}  # fmt: skip
+        run_recipe(f"light_{args.light_model}_{epochs}ep", "fast_cifar10.yaml", over, args.data,
+                   stop_at=None, max_minutes=args.max_minutes)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
