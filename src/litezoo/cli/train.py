@@ -9,19 +9,6 @@ from pathlib import Path
 from litezoo.cli.common import CliUsageError, add_common, emit, human_out
 
 
-class _CollectOverrides:
-    """Parser mix-in: flags the parser does not know (``--optim.lr 0.05``) are kept in ``args.overrides``.
-
-    argparse hands unknown flags back to the top-level parser, which rejects them; the config module knows the
-    valid keys and suggests the close one, so they are passed on to it instead.
-    """
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        namespace.overrides = list(getattr(namespace, "overrides", None) or []) + extras
-        return namespace, []
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
@@ -44,7 +31,6 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # --lr must not silently become some other flag
     )
-    p.__class__ = type("TrainParser", (_CollectOverrides, type(p)), {})
     p.add_argument("--model", help="model name (see `litezoo models`); sets model.name")
     p.add_argument("--data", help="dataset folder/archive or a known dataset name; sets data.path")
     p.add_argument("--out", help="run folder to create (required unless --resume)")
@@ -58,7 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("--on-nan", help="on a non-finite loss: stop (default) or skip the step")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_common(p)
-    p.set_defaults(func=run)
+    # Flags the parser does not know (--optim.lr 0.05) are config overrides: cli/main.py passes them on in
+    # args.overrides, and the config module, which knows the valid keys, checks them and suggests close ones.
+    p.set_defaults(func=run, accepts_overrides=True)
 
 
 # Known flags -> the config field each one sets.

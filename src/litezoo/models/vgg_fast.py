@@ -63,7 +63,8 @@ class WhiteningStem(nn.Module):
         self.initialized.fill_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not bool(self.initialized):
+        # (meta tensors carry no data: shape-only passes, e.g. counting MACs, skip the data-dependent init)
+        if self.training and x.device.type != "meta" and not bool(self.initialized):
             self.init_from(x)
         return F.gelu(F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype)))
 
