@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from litezoo import checkpoint as ck
+from litezoo import fsutil
 from litezoo.errors import InputError
 
 
@@ -42,7 +43,7 @@ def test_failed_write_leaves_previous_file_byte_identical(tmp_path, monkeypatch)
     before = path.read_bytes()
 
     calls = {"n": 0}
-    real = ck._write_chunk
+    real = fsutil._write_chunk
 
     def disk_full_after_first_chunk(f, chunk):
         calls["n"] += 1
@@ -50,8 +51,8 @@ def test_failed_write_leaves_previous_file_byte_identical(tmp_path, monkeypatch)
             raise OSError(28, "No space left on device")
         real(f, chunk)
 
-    monkeypatch.setattr(ck, "_CHUNK", 4096)
-    monkeypatch.setattr(ck, "_write_chunk", disk_full_after_first_chunk)
+    monkeypatch.setattr(fsutil, "_CHUNK", 4096)
+    monkeypatch.setattr(fsutil, "_write_chunk", disk_full_after_first_chunk)
     with pytest.raises(OSError, match="No space"):
         ck.save_checkpoint(_state(2.0), path)
     assert calls["n"] == 2  # it really failed half-way through
@@ -67,11 +68,12 @@ def test_save_killed_mid_write_leaves_previous_checkpoint(tmp_path):
         f"""
         import sys, time, torch
         from litezoo import checkpoint as ck
+        from litezoo import fsutil
         folder = {str(folder)!r}
         state = lambda v: {{"format": ck.FORMAT, "version": ck.VERSION, "model": {{"w": torch.full((512, 512), v)}}}}
         ck.save_checkpoint(state(1.0), folder + "/last.pt")
-        ck._CHUNK = 64 * 1024
-        real = ck._write_chunk
+        fsutil._CHUNK = 64 * 1024
+        real = fsutil._write_chunk
         n = [0]
         def slow(f, chunk):
             real(f, chunk)
@@ -80,7 +82,7 @@ def test_save_killed_mid_write_leaves_previous_checkpoint(tmp_path):
                 f.flush()
                 print("WRITING", flush=True)
                 time.sleep(60)
-        ck._write_chunk = slow
+        fsutil._write_chunk = slow
         ck.save_checkpoint(state(2.0), folder + "/last.pt")
         print("DONE", flush=True)
         """

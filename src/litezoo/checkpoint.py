@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from litezoo.fsutil import fsync_dir as _fsync_dir
+from litezoo.fsutil import atomic_write_bytes
 from litezoo.errors import InputError
 
 FORMAT = "litezoo-checkpoint"
@@ -45,36 +45,10 @@ BEST = "best.pt"
 SAFETENSORS = "model.safetensors"
 _EPOCH_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
-_CHUNK = 1 << 20  # bytes per write() call
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Atomic writes
-
-
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            view = memoryview(data)
-            for start in range(0, len(view), _CHUNK):
-                _write_chunk(f, view[start : start + _CHUNK])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows (same filesystem)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)  # make the rename itself durable
-    return path
-
-
-def _write_chunk(f, chunk: memoryview) -> None:
-    # One function per chunk so tests can slow down or break a write half-way through.
-    f.write(chunk)
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:

@@ -24,7 +24,6 @@ import difflib
 import math
 import os
 import re
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from typing import Any, Mapping
 import yaml
 
 from litezoo.errors import InputError
-from litezoo.fsutil import fsync_dir as _fsync_dir
+from litezoo.fsutil import atomic_write_bytes
 
 
 @dataclass
@@ -592,18 +591,7 @@ def save_yaml(cfg: RunConfig, path: str | os.PathLike) -> Path:
     text = "# litezoo run config (resolved: defaults <- recipe <- overrides)\n" + yaml.safe_dump(
         to_dict(cfg), sort_keys=False, default_flow_style=None
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write_bytes(text.encode("utf-8"), path)
 
 
 def load_yaml(path: str | os.PathLike) -> RunConfig:

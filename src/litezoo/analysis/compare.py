@@ -7,10 +7,10 @@ accuracies it plots measured latency against MACs instead — the picture where 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +20,7 @@ from litezoo.analysis.counting import trace_costs
 from litezoo.analysis.latency import machine_info, measure_latency, resolve_device, torch_threads
 from litezoo.analysis.loading import load_model
 from litezoo.errors import InputError
+from litezoo.fsutil import atomic_write_bytes
 
 TABLE_COLUMNS = ["name", "input_size", "params", "macs_paper", "flops_all", "mac_bytes", "latency_ms",
                  "latency_p10_ms", "latency_p90_ms", "test_top1", "test_top5"]
@@ -139,18 +140,9 @@ def compare_models(
 
 
 def _atomic_savefig(fig, path: Path, fmt: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a chart is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=150, bbox_inches="tight")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
+    atomic_write_bytes(buf.getvalue(), path)
 
 
 def plot_comparison(rows: list[dict[str, Any]], out_dir: str | os.PathLike, stem: str = "compare") -> dict[str, Any]:

@@ -399,22 +399,7 @@ def format_guidelines(report: dict[str, Any]) -> str:
 def write_json(report: dict[str, Any], path: str) -> str:
     """Write ``report`` atomically (temp file in the same folder, fsync, rename); returns the path."""
     import json
-    import os
-    import tempfile
 
-    target = os.path.abspath(path)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".guidelines.", suffix=".tmp", dir=os.path.dirname(target))
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; results are meant to be committed and shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    from litezoo.fsutil import atomic_write_bytes
+
+    return str(atomic_write_bytes((json.dumps(report, indent=1) + "\n").encode("utf-8"), path))
