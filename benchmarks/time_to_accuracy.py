@@ -2,17 +2,20 @@
 
 Runs (each one a `litezoo.train.fit` call; JSON rewritten after every epoch, so a stopped session keeps what it
 measured):
-  fast      configs/fast_cifar10.yaml (vgg_fast_cifar), for each --seeds
+  fast      configs/fast_cifar10.yaml (vgg_fast_cifar, 16 epochs: the 90%-in-15-minutes recipe), for each --seeds
+  long      configs/fast_cifar10_long.yaml (vgg_fast_wide_cifar: the 93%-in-45-minutes recipe), for each --seeds
   baseline  configs/mobilenet_v1_cifar10.yaml: the MobileNet V1 tutorial recipe (fp32, batch 128, one-cycle over
             150 epochs), stopped once it reaches --baseline-stop (80%) or --max-minutes of training
   light     a lightweight family with a shortened fast recipe (mobilenet_v1_x0_5_cifar by default)
   throughput  training images/s of one model per family at 32 px, fp32 vs bf16 (where native), same process
+  summary   reads the JSONs above: time-to-threshold table, the fast/baseline ratio, the spread over seeds
 
 Training time excludes evaluation (the trainer's `train_time_s`). Thresholds: 80, 85, 90, 93 % test top-1.
 
     python benchmarks/time_to_accuracy.py fast --seeds 0 1 2
     python benchmarks/time_to_accuracy.py baseline --max-minutes 60
     python benchmarks/time_to_accuracy.py throughput
+    python benchmarks/time_to_accuracy.py summary
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ def throughput(args) -> None:
     from litezoo.precision import cpu_native_bf16
 
     models = args.models or [
-        "vgg_fast_cifar", "mobilenet_v1_x1_0_cifar", "shufflenet_v2_x1_0_cifar", "shufflenet_v1_g3_x1_0_cifar",
+        "vgg_fast_cifar", "vgg_fast_wide_cifar", "mobilenet_v1_x1_0_cifar", "shufflenet_v2_x1_0_cifar", "shufflenet_v1_g3_x1_0_cifar",
         "squeezenet1_1_cifar", "efficientnet_b0_cifar", "vgg11_bn_cifar", "vit_tiny_cifar",
     ]  # fmt: skip
     native, _ = cpu_native_bf16()
@@ -149,9 +152,60 @@ def throughput(args) -> None:
         print(f"{r['model']:32s} {r['precision']:5s} {r['images_per_s']:8.1f} img/s")
 
 
+def summary() -> dict:
+    """One table from the per-run JSONs: time to each threshold, the fast/baseline ratio at 80%, seed spread."""
+    runs = {}
+    for f in sorted(RESULTS.glob("time_to_accuracy_*.json")):
+        d = json.loads(f.read_text())
+        if d.get("benchmark") == "time_to_accuracy" and d.get("curve"):
+            runs[d["run"]] = d
+    rows = []
+    for tag, d in runs.items():
+        last = d["curve"][-1]
+        rows.append({
+            "run": tag, "model": d["config"]["model"]["name"], "precision": d["precision"]["mode"],
+            "epochs_run": last["epoch"], "epochs_planned": d["config"]["train"]["epochs"], "status": d["status"],
+            "train_time_s": round(last["train_time_s"], 1), "final_test_top1": last["test_top1"],
+            "time_to_s": {k: (None if v is None else round(v["train_time_s"], 1)) for k, v in d["time_to"].items()},
+            "cpu": d["machine"].get("model_name"), "flags": d["machine"].get("flags"), "started": d["started"],
+        })  # fmt: skip
+    out: dict = {"benchmark": "time_to_accuracy_summary", "machine": machine(), "rows": rows}
+    # Seeds of one recipe: "fast_seed0", "fast_seed1", ... (runs with an epochs override carry a suffix).
+    for prefix in ("fast", "long"):
+        finals = [r["final_test_top1"] for r in rows if r["run"].startswith(f"{prefix}_seed") and
+                  r["run"].split("_seed")[1].isdigit() and r["status"] == "finished"]  # fmt: skip
+        if finals:
+            mean = sum(finals) / len(finals)
+            std = (sum((a - mean) ** 2 for a in finals) / max(1, len(finals) - 1)) ** 0.5
+            out[f"{prefix}_seeds"] = {"n": len(finals), "final_test_top1": finals, "mean": round(mean, 2),
+                                      "std": round(std, 2), "min": min(finals), "max": max(finals)}  # fmt: skip
+    base = runs.get("baseline_mobilenet_v1")
+    fast80 = [r["time_to_s"]["80"] for r in rows if r["run"].startswith("fast_seed") and r["time_to_s"]["80"]]
+    if base and fast80:
+        b80 = base["time_to"]["80"]
+        fast_best = min(fast80)
+        if b80 is not None:
+            out["ratio_time_to_80"] = {"baseline_s": b80["train_time_s"], "fast_s": fast_best,
+                                       "ratio": round(b80["train_time_s"] / fast_best, 1), "bound": "measured"}  # fmt: skip
+        else:  # the baseline was stopped before 80%: its training time so far is a lower bound
+            t = base["curve"][-1]["train_time_s"]
+            out["ratio_time_to_80"] = {"baseline_s": f"> {t:.0f} (stopped at {base['curve'][-1]['test_top1']}%)",
+                                       "fast_s": fast_best, "ratio": f"> {t / fast_best:.1f}", "bound": "lower"}  # fmt: skip
+    write_json(RESULTS / "time_to_accuracy_summary.json", out)
+    print(f"{'run':34s} {'model':22s} {'prec':5s} {'ep':>5s} {'final':>6s}  " + "  ".join(f"t{k:>5s}" for k in ("80", "85", "90", "93")))
+    for r in rows:
+        ts = "  ".join(f"{'-' if v is None else f'{v:.0f}':>6s}" for v in r["time_to_s"].values())
+        print(f"{r['run']:34s} {r['model']:22s} {r['precision']:5s} {r['epochs_run']:>2}/{r['epochs_planned']:<2} "
+              f"{r['final_test_top1']:6.2f}  {ts}")  # fmt: skip
+    for k in ("fast_seeds", "long_seeds", "ratio_time_to_80"):
+        if k in out:
+            print(k, out[k])
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["fast", "baseline", "light", "throughput"])
+    p.add_argument("what", choices=["fast", "long", "baseline", "light", "throughput", "summary"])
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (fast, light)")
@@ -166,13 +220,16 @@ def main(argv=None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.what == "throughput":
         throughput(args)
-    elif args.what == "fast":
+    elif args.what == "summary":
+        summary()
+    elif args.what in ("fast", "long"):
+        recipe = {"fast": "fast_cifar10.yaml", "long": "fast_cifar10_long.yaml"}[args.what]
         for seed in args.seeds:
             over = {"train.seed": seed}
             if args.epochs:
                 over |= {"train.epochs": args.epochs, "schedule.warmup_epochs": round(0.23 * args.epochs, 2)}
-            tag = f"fast_seed{seed}" + (f"_{args.epochs}ep" if args.epochs else "")
-            run_recipe(tag, "fast_cifar10.yaml", over, args.data, stop_at=None, max_minutes=args.max_minutes)
+            tag = f"{args.what}_seed{seed}" + (f"_{args.epochs}ep" if args.epochs else "")
+            run_recipe(tag, recipe, over, args.data, stop_at=None, max_minutes=args.max_minutes)
     elif args.what == "baseline":
         run_recipe("baseline_mobilenet_v1", "mobilenet_v1_cifar10.yaml", {"train.seed": 0}, args.data,
                    stop_at=args.baseline_stop, max_minutes=args.max_minutes)  # fmt: skip

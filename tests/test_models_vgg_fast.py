@@ -1,42 +1,13 @@
-"""The fast CIFAR net (models/vgg_fast.py) and the fp32-weight-gradient conv it uses."""
+"""The fast CIFAR net (models/vgg_fast.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 import litezoo
-from litezoo.layers import Conv2dFp32WeightGrad
 from litezoo.models.vgg_fast import ScaledBiasBatchNorm, WhiteningStem
-
-
-def test_fp32_weight_grad_conv_matches_autocast_conv() -> None:
-    torch.manual_seed(0)
-    conv = Conv2dFp32WeightGrad(8, 16, 3, padding=1)
-    ref = nn.Conv2d(8, 16, 3, padding=1, bias=False)
-    ref.weight.data.copy_(conv.weight.data)
-    x = torch.randn(4, 8, 7, 7)
-    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    with torch.autocast("cpu", torch.bfloat16):
-        y1, y2 = conv(x1), ref(x2)
-    assert y1.dtype == torch.bfloat16 and torch.equal(y1, y2)  # the same bf16 forward
-    g = torch.randn_like(y1)
-    y1.backward(g)
-    y2.backward(g)
-    assert conv.weight.grad.dtype == torch.float32
-    # The weight gradient from fp32 inputs is closer to the exact one than bf16's; both agree to bf16 precision.
-    exact = torch.nn.grad.conv2d_weight(x.bfloat16().float(), conv.weight.shape, g.float(), padding=1)
-    assert torch.allclose(conv.weight.grad, exact, rtol=1e-4, atol=1e-4)
-    assert torch.allclose(conv.weight.grad, ref.weight.grad, rtol=3e-2, atol=3e-2)
-    assert torch.allclose(x1.grad.float(), x2.grad.float(), rtol=1e-2, atol=1e-2)
-
-
-def test_fp32_weight_grad_conv_is_plain_conv_without_autocast() -> None:
-    conv = Conv2dFp32WeightGrad(3, 4, 3, stride=2, padding=1)
-    x = torch.randn(2, 3, 9, 9)
-    assert torch.equal(conv(x), F.conv2d(x, conv.weight, None, 2, 1))
 
 
 def test_whitening_stem_whitens_patches() -> None:

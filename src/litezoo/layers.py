@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
@@ -170,55 +169,4 @@ __all__ = [
     "ZooModel",
     "init_weights",
     "check_divisible",
-    "Conv2dFp32WeightGrad",
 ]
-
-
-class _LowPrecisionConvFp32WeightGrad(torch.autograd.Function):
-    """conv2d whose forward and input gradient run in the autocast dtype, and whose weight gradient runs in fp32.
-
-    Why: on Sapphire Rapids CPUs (AMX), oneDNN's bf16 kernels are ~6-8x faster than fp32 for a convolution's
-    forward and input gradient, but its AMX bf16 *weight*-gradient kernel is slower than the fp32 one on the
-    small maps of CIFAR nets (7x7, 3x3), so plain bf16 autocast trains a VGG-style net 2-3x slower than fp32.
-    Computing only the weight gradient from fp32 copies keeps the fast parts (measured in docs/fast_cifar.md).
-    """
-
-    @staticmethod
-    def forward(ctx, x, w, stride, padding, dilation, groups):
-        # x: low precision (N, C, H, W); w: the fp32 parameter, cast here so its gradient stays fp32.
-        w_low = w.to(x.dtype)
-        ctx.save_for_backward(x, w_low)
-        ctx.conv = (stride, padding, dilation, groups)
-        return F.conv2d(x, w_low, None, stride, padding, dilation, groups)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, w_low = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.conv
-        conv_args = (None, stride, padding, dilation, False, (0, 0), groups)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(grad_out, x, w_low, *conv_args, (True, False, False))[0]
-        grad_w = torch.ops.aten.convolution_backward(
-            grad_out.float(), x.float(), w_low.float(), *conv_args, (False, True, False)
-        )[1]
-        return grad_x, grad_w, None, None, None, None
-
-
-class Conv2dFp32WeightGrad(nn.Conv2d):
-    """A bias-free ``nn.Conv2d`` that, under CPU autocast, computes its weight gradient in fp32 (see above).
-
-    Outside CPU autocast (fp32 training, CUDA, inference without autocast) it is exactly ``nn.Conv2d``.
-    """
-
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, padding: int = 0, groups: int = 1):
-        super().__init__(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or not torch.is_grad_enabled():
-            return super().forward(x)
-        dtype = torch.get_autocast_dtype("cpu")
-        with torch.autocast("cpu", enabled=False):
-            return _LowPrecisionConvFp32WeightGrad.apply(
-                x.to(dtype), self.weight, self.stride, self.padding, self.dilation, self.groups
-            )
