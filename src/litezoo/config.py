@@ -115,6 +115,7 @@ class TrainConfig:
     on_nan: str = "stop"  # stop | skip
     compile: bool = False  # torch.compile the model
     threads: int | None = None  # torch.set_num_threads; None: leave torch's default
+    keep_heap: bool = True  # CPU + glibc: keep freed memory for reuse, no page faults per step (litezoo.heap)
     log_every: int = 50  # steps between progress updates
 
 

@@ -41,6 +41,7 @@ from litezoo import distributed
 from litezoo.config import RunConfig, save_yaml, to_dict, validate
 from litezoo.errors import InputError, WorkError
 from litezoo.evaluate import EvalResult, evaluate
+from litezoo.heap import heap_kept
 from litezoo.progress import EpochCallback, Progress
 from litezoo.registry import create_model, model_info
 
@@ -432,8 +433,10 @@ def fit(
     owns_group = not distributed.is_initialized()
     dist_info, device = distributed.init_distributed(device)
     try:
-        return _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks,
-                    progress if dist_info.is_main else Progress(quiet=True))  # fmt: skip
+        # Large activations are freed and reallocated every step; on a CPU, keep them in the heap (litezoo.heap).
+        with heap_kept(cfg.train.keep_heap and device.type == "cpu"):
+            return _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks,
+                        progress if dist_info.is_main else Progress(quiet=True))  # fmt: skip
     finally:
         if owns_group:
             distributed.shutdown()
