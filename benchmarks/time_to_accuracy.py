@@ -16,6 +16,7 @@ Training time excludes evaluation (the trainer's `train_time_s`). Thresholds: 80
     python benchmarks/time_to_accuracy.py baseline --max-minutes 60
     python benchmarks/time_to_accuracy.py throughput
     python benchmarks/time_to_accuracy.py summary
+    python benchmarks/time_to_accuracy.py long --set data.cutout=8 data.crop_padding=4 --suffix _cutout8_pad4
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -220,7 +222,18 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="recipe overrides for fast/long (e.g. data.cutout=8); use with --suffix")
+    p.add_argument("--suffix", default="", help="appended to the run tag (and JSON name) of a variant")
     args = p.parse_args(argv)
+    if args.set and not args.suffix:
+        p.error("--set changes the recipe: name the variant with --suffix so the recipe's own results are kept")
+    sets = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set expects KEY=VALUE, got {item!r}")
+        sets[key] = yaml.safe_load(value)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.what == "throughput":
         throughput(args)
@@ -232,7 +245,8 @@ def main(argv=None) -> None:
             over = {"train.seed": seed}
             if args.epochs:
                 over |= {"train.epochs": args.epochs, "schedule.warmup_epochs": round(0.23 * args.epochs, 2)}
-            tag = f"{args.what}_seed{seed}" + (f"_{args.epochs}ep" if args.epochs else "")
+            over |= sets
+            tag = f"{args.what}_seed{seed}" + (f"_{args.epochs}ep" if args.epochs else "") + args.suffix
             run_recipe(tag, recipe, over, args.data, stop_at=None, max_minutes=args.max_minutes)
     elif args.what == "baseline":
         run_recipe("baseline_mobilenet_v1", "mobilenet_v1_cifar10.yaml", {"train.seed": 0}, args.data,
