@@ -149,9 +149,10 @@ def throughput(args) -> None:
         rows.append({"model": s["model"], "precision": s["mode"], "channels_last": True, "batch": args.batch,
                      "median_step_s": times[len(times) // 2],
                      "images_per_s": round(args.batch / times[len(times) // 2], 1)})  # fmt: skip
-    out = {"benchmark": "train_throughput_32px", "machine": machine(), "threads": torch.get_num_threads(),
+    env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ}
+    out = {"benchmark": "train_throughput_32px", "machine": machine(), "env": env, "threads": torch.get_num_threads(),
            "rounds": args.rounds, "rows": rows}  # fmt: skip
-    write_json(RESULTS / "train_throughput_32px.json", out)
+    write_json(Path(args.out) if args.out else RESULTS / "train_throughput_32px.json", out)
     for r in rows:
         print(f"{r['model']:32s} {r['precision']:5s} {r['images_per_s']:8.1f} img/s")
 
@@ -174,19 +175,22 @@ def summary() -> dict:
             "cpu": d["machine"].get("model_name"), "flags": d["machine"].get("flags"), "started": d["started"],
         })  # fmt: skip
     out: dict = {"benchmark": "time_to_accuracy_summary", "machine": machine(), "rows": rows}
-    # Seeds of one recipe: "fast_seed0", "fast_seed1", ... (runs with an epochs override carry a suffix).
+    # Seeds of one recipe: "fast_seed0", "fast_seed1", ... (runs with an epochs override or --set carry another
+    # suffix). "_before_keep_heap": the same recipe measured before train.keep_heap, which changes speed only.
+    def is_seed_run(tag: str, prefix: str) -> bool:
+        rest = tag.removeprefix(f"{prefix}_seed").removesuffix("_before_keep_heap")
+        return tag.startswith(f"{prefix}_seed") and rest.isdigit()
+
     for prefix in ("fast", "long"):
-        finals = [r["final_test_top1"] for r in rows if r["run"].startswith(f"{prefix}_seed") and
-                  r["run"].split("_seed")[1].isdigit() and r["status"] == "finished"]  # fmt: skip
+        finals = [r["final_test_top1"] for r in rows if is_seed_run(r["run"], prefix) and r["status"] == "finished"]
         if finals:
             mean = sum(finals) / len(finals)
             std = (sum((a - mean) ** 2 for a in finals) / max(1, len(finals) - 1)) ** 0.5
             out[f"{prefix}_seeds"] = {"n": len(finals), "final_test_top1": finals, "mean": round(mean, 2),
                                       "std": round(std, 2), "min": min(finals), "max": max(finals)}  # fmt: skip
     base = runs.get("baseline_mobilenet_v1")
-    # The seed runs of the shipped recipe (not the kept older variants), median over seeds.
-    fast80 = sorted(r["time_to_s"]["80"] for r in rows if r["run"].startswith("fast_seed")
-                    and r["run"].split("_seed")[1].isdigit() and r["time_to_s"]["80"])  # fmt: skip
+    # The seed runs of the shipped recipe (not variants), median over seeds.
+    fast80 = sorted(r["time_to_s"]["80"] for r in rows if is_seed_run(r["run"], "fast") and r["time_to_s"]["80"])
     if base and fast80:
         b80 = base["time_to"]["80"]
         fast_best = fast80[len(fast80) // 2]
@@ -222,6 +226,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--out", default=None, help="throughput: JSON path (default results/train_throughput_32px.json)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="recipe overrides for fast/long (e.g. data.cutout=8); use with --suffix")
     p.add_argument("--suffix", default="", help="appended to the run tag (and JSON name) of a variant")
