@@ -71,6 +71,7 @@ def main(argv=None) -> None:
         print(json.dumps(child(name, int(batch), args.steps, keep == "1")))
         return
 
+    from litezoo.fsutil import atomic_write_bytes
     from litezoo.precision import cpu_info
 
     result = {"benchmark": "heap_tuning", "machine": cpu_info() | {"python": platform.python_version()},
@@ -93,9 +94,7 @@ def main(argv=None) -> None:
         summary[name] = {"keep_heap_images_per_s": on, "default_images_per_s": off,
                          "speedup_of_means": round(sum(on) / len(on) / (sum(off) / len(off)), 3)}  # fmt: skip
     result["summary"] = summary
-    tmp = OUT.with_name(f".{OUT.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, OUT)
+    atomic_write_bytes(json.dumps(result, indent=1).encode(), OUT)
     print(json.dumps(summary, indent=1))
 
 

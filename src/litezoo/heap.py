@@ -11,8 +11,9 @@ Measured (benchmarks/results/heap_tuning.json, ``python benchmarks/heap_tuning.p
 1024, bf16, channels_last, 2 threads: page faults per step ~120,000 -> 0, images/s 1088-1190 -> 1294-1322 (1.15x);
 mobilenet_v1_x0_5_cifar at batch 512 (smaller activations, more time in compute): 1.03x.
 
-The cost is that the process keeps its peak heap until the context exits; on exit the defaults are restored and
-the heap is trimmed. Off glibc (macOS, Windows, musl) this is a no-op, and CUDA training does not need it.
+The cost is that the process keeps its peak heap until the context exits; on exit both settings go back to glibc's
+starting values and the heap is trimmed (glibc's *dynamic* mmap threshold stays off afterwards, as after any
+``mallopt`` call; the threshold keeps the value it had). Off glibc (macOS, Windows, musl) this is a no-op, and CUDA training does not need it.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ than depthwise / grouped convs, shuffles and concatenations (ShuffleNet V2's gui
   the BN biases (airbench's ``bias_scaler``) without a second parameter group;
 - a **global max-pool** head, linear without bias, logits scaled by 1/9.
 
-On an AMX CPU (Sapphire Rapids) bf16 autocast trains it ~3.5x faster than fp32 (1100 vs 320 img/s per training
-step at batch 512, 2 threads, channels_last; benchmarks/time_to_accuracy.py throughput).
+On an AMX CPU (Sapphire Rapids) bf16 autocast trains it 2.8x faster than fp32 (1072 vs 385 img/s at batch 256,
+2 threads, channels_last: ``python benchmarks/time_to_accuracy.py throughput``).
 
 CIFAR form (``vgg_fast_cifar``, 32 px): 32 -> 31 (stem) -> 15 -> 7 -> 3 px. The 224 px form adds a 4x4
 max-pool after the stem (223 -> 56 px; ceil-mode pools) so photos are not processed at full resolution.
@@ -174,5 +174,5 @@ def vgg_fast(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
 
 @register_model(family="vgg_fast", default_size=224)
 def vgg_fast_wide(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    """airbench95's widths 128/384/384: more accuracy per epoch for ~3.8x the MACs (long runs, 93%+)."""
+    """airbench95's widths 128/384/384: more accuracy per epoch for 2.55x the MACs (configs/fast_cifar10_long.yaml)."""
     return _vgg_fast([128, 384, 384], num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate)
