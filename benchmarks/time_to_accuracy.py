@@ -7,7 +7,8 @@ measured):
   baseline  configs/mobilenet_v1_cifar10.yaml: the MobileNet V1 tutorial recipe (fp32, batch 128, one-cycle over
             150 epochs), stopped once it reaches --baseline-stop (80%) or --max-minutes of training
   light     a lightweight family with a shortened fast recipe (mobilenet_v1_x0_5_cifar by default)
-  throughput  training images/s of one model per family at 32 px, fp32 vs bf16 (where native), same process
+  throughput  training images/s of one model per family at 32 px, fp32 vs bf16 (where native), same process;
+            --compile adds torch.compile'd copies (give --warmup 3 or more: compiling happens in the warm-up steps)
   summary   reads the JSONs above: time-to-threshold table, the fast/baseline ratio, the spread over seeds
 
 Training time excludes evaluation (the trainer's `train_time_s`). Thresholds: 80, 85, 90, 93 % test top-1.
@@ -15,6 +16,8 @@ Training time excludes evaluation (the trainer's `train_time_s`). Thresholds: 80
     python benchmarks/time_to_accuracy.py fast --seeds 0 1 2
     python benchmarks/time_to_accuracy.py baseline --max-minutes 60
     python benchmarks/time_to_accuracy.py throughput
+    python benchmarks/time_to_accuracy.py throughput --compile --models vgg_fast_cifar mobilenet_v1_x0_5_cifar \
+        --batch 512 --warmup 3 --out benchmarks/results/train_throughput_32px_compile.json
     python benchmarks/time_to_accuracy.py summary
     python benchmarks/time_to_accuracy.py long --set data.cutout=8 data.crop_padding=4 --suffix _cutout8_pad4
 """
@@ -43,6 +46,11 @@ def machine() -> dict:
     info["python"] = platform.python_version()
     info["load_average"] = list(os.getloadavg())
     return info
+
+
+def isa_env() -> dict:
+    """The variables that make torch/oneDNN use an older instruction set (how an AVX2-only CPU is emulated)."""
+    return {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ}
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -78,6 +86,7 @@ def run_recipe(tag: str, recipe: str, overrides: dict, data: str, *, stop_at: fl
         "config": to_dict(cfg),
         "precision": {"mode": prec.mode, "reason": prec.reason},
         "machine": machine(),
+        "env": isa_env(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "status": "running",
         "stop_rule": {"stop_at_top1": stop_at, "max_train_minutes": max_minutes},
@@ -126,9 +135,11 @@ def throughput(args) -> None:
     for name in models:
         for mode in modes:
             torch.manual_seed(0)
-            model = litezoo.create_model(name, num_classes=10).to(memory_format=torch.channels_last).train()
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            setups.append({"model": name, "mode": mode, "net": model, "opt": opt, "times": []})
+            for compiled in (False, True) if args.compile else (False,):
+                model = litezoo.create_model(name, num_classes=10).to(memory_format=torch.channels_last).train()
+                opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+                net = torch.compile(model) if compiled else model  # compiles on its first (warm-up) steps
+                setups.append({"model": name, "mode": mode, "compiled": compiled, "net": net, "opt": opt, "times": []})
     x = torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch,))
     with heap_kept():  # as the trainer does on a CPU
@@ -145,15 +156,16 @@ def throughput(args) -> None:
     rows = []
     for s in setups:
         times = sorted(s["times"])
-        rows.append({"model": s["model"], "precision": s["mode"], "channels_last": True, "batch": args.batch,
+        rows.append({"model": s["model"], "precision": s["mode"], "compiled": s["compiled"], "channels_last": True,
+                     "batch": args.batch,
                      "median_step_s": times[len(times) // 2],
                      "images_per_s": round(args.batch / times[len(times) // 2], 1)})  # fmt: skip
-    env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ}
-    out = {"benchmark": "train_throughput_32px", "machine": machine(), "env": env, "threads": torch.get_num_threads(),
+    out = {"benchmark": "train_throughput_32px", "machine": machine(), "env": isa_env(), "threads": torch.get_num_threads(),
            "rounds": args.rounds, "rows": rows}  # fmt: skip
     write_json(Path(args.out) if args.out else RESULTS / "train_throughput_32px.json", out)
     for r in rows:
-        print(f"{r['model']:32s} {r['precision']:5s} {r['images_per_s']:8.1f} img/s")
+        compiled = "torch.compile" if r["compiled"] else "eager"
+        print(f"{r['model']:32s} {r['precision']:5s} {compiled:13s} {r['images_per_s']:8.1f} img/s")
 
 
 def summary() -> dict:
@@ -225,6 +237,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="throughput: also time torch.compile'd copies")
     p.add_argument("--out", default=None, help="throughput: JSON path (default results/train_throughput_32px.json)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="recipe overrides for fast/long (e.g. data.cutout=8); use with --suffix")

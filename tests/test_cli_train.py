@@ -127,6 +127,46 @@ def test_eval_bad_input(trained_run, tiny_data, tmp_path, capsys):
     assert "the model was trained on" in capsys.readouterr().err
 
 
+def test_eval_ensemble_of_runs(trained_run, tiny_data, tmp_path, capsys):
+    out, _ = trained_run
+    other = tmp_path / "run2"  # a second member: same data, another seed
+    assert main(_train_args(tiny_data, other, "--seed", "1")) == 0
+    capsys.readouterr()
+    cache = ["--cache-dir", str(tiny_data.parent / "cache"), "--device", "cpu"]
+    # Several targets need --out: the report belongs to no single run.
+    assert main(["eval", str(out), str(other), "--data", str(tiny_data), *cache]) == 2
+    assert "--out" in capsys.readouterr().err
+
+    code = main(["eval", str(out), str(other), "--data", str(tiny_data), "--json", "--out", str(tmp_path / "ens"), *cache])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["target"] == [str(out), str(other)] and report["num_samples"] == 16
+    assert report["model_name"] == "ensemble of 2 shufflenet_v2_x0_5_cifar"
+
+    # The same numbers from the members' probabilities, averaged here by hand.
+    from litezoo.data import BatchLoader, open_dataset
+    from litezoo.evaluate import load_trained_model
+
+    probs, labels = [], None
+    for run in (out, other):
+        model, meta = load_trained_model(run)
+        ds = open_dataset(tiny_data, "test", image_size=meta["image_size"], cache_dir=tiny_data.parent / "cache")
+        loader = BatchLoader(ds, 16, train=False, rank=0, world_size=1, mean=tuple(meta["mean"]), std=tuple(meta["std"]))
+        with torch.no_grad():
+            batches = list(loader)
+            probs.append(torch.cat([model(x).softmax(1) for x, _ in batches]))
+        labels = torch.cat([y for _, y in batches])
+    top1 = 100.0 * ((probs[0] + probs[1]).argmax(1) == labels).float().mean().item()
+    assert report["top1"] == pytest.approx(top1)
+
+    # Members trained for different classes cannot be averaged.
+    three = make_image_folder(tmp_path / "three", classes=3)
+    assert main(_train_args(three, tmp_path / "run3")) == 0
+    capsys.readouterr()
+    code = main(["eval", str(out), str(tmp_path / "run3"), "--data", str(tiny_data), "--out", str(tmp_path / "e"), *cache])
+    assert code == 2 and "cannot ensemble" in capsys.readouterr().err
+
+
 def test_help_shows_examples(capsys):
     for cmd in ("train", "eval"):
         with pytest.raises(SystemExit):

@@ -193,6 +193,8 @@ def test_missing_recipe_is_an_input_error_with_a_suggestion():
         ({"keep": "0"}, "checkpoint.keep"),
         ({"freeze_features": "true"}, "model.freeze_features"),
         ({"num_classes": "0"}, "model.num_classes"),
+        ({"progressive_start_size": "4"}, "data.progressive_start_size"),
+        ({"progressive_epochs": "0"}, "data.progressive_epochs"),
     ],
 )
 def test_validation_errors_name_the_field(overrides, field):

@@ -192,6 +192,58 @@ def test_nan_loss_skip(tiny_data, tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_progressive_size_schedule():
+    # 16 epochs, 24 -> 32 px over the first half, in 4 px steps: 24 until the side passes 28, 32 from epoch 8 on.
+    sides = [train_mod.progressive_size(e, 16, 32, 24, 0.5) for e in range(16)]
+    assert sides == [24] * 4 + [28] * 4 + [32] * 8
+    assert [train_mod.progressive_size(e, 4, 32, 16, 0.5) for e in range(4)] == [16, 24, 32, 32]
+    assert [train_mod.progressive_size(e, 3, 32, None, 0.5) for e in range(3)] == [32, 32, 32]  # off
+    assert train_mod.progressive_size(0, 3, 32, 40, 0.5) == 32  # a start above the full size: off
+    assert train_mod.progressive_size(0, 10, 32, 18, 1.0) == 18  # a start off the 4 px grid is kept
+
+
+def test_progressive_resizing_trains_small_then_full_and_evaluates_full(tiny_data, tmp_path, monkeypatch):
+    sides: list[tuple[int, ...]] = []
+    original = train_mod.train_one_epoch
+
+    def spy(model, loader, *args, **kwargs):  # records the shape of every training batch, passes them on
+        def recorded():
+            for x, y in loader:
+                sides.append(tuple(x.shape[-2:]))
+                yield x, y
+
+        return original(model, recorded(), *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", spy)
+    cfg = tiny_config(tiny_data, **{"train.epochs": 4, "data.progressive_start_size": 16, "train.channels_last": True})
+    result = fit(cfg, tmp_path / "run", progress=QUIET)
+    per_epoch = [sides[i * 4] for i in range(4)]  # 32 images / batch 8 = 4 steps per epoch
+    assert len(sides) == 16 and per_epoch == [(16, 16), (24, 24), (32, 32), (32, 32)]
+    assert all(s == per_epoch[i // 4] for i, s in enumerate(sides))
+    # Evaluation at the full size: the saved weights reproduce the logged test top-1 on 32 px images.
+    from litezoo.evaluate import evaluate_saved
+
+    res, info = evaluate_saved(tmp_path / "run", tiny_data, device="cpu", cache_dir=tiny_data.parent / "cache")
+    assert info["image_size"] == 32 and res.top1 == pytest.approx(result["test_top1"])
+
+
+def test_resized_batches_scale_and_keep_the_memory_format():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    y = torch.tensor([0, 1])
+    (small, labels), = list(train_mod.resized_batches([(x, y)], 4))
+    assert small.shape == (2, 3, 4, 4) and small.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(labels, y)
+    # Antialiased 2x downscale of a linear ramp: away from the border (where the filter is cut off) each output
+    # pixel is the value at its block's centre, i.e. the mean of the 2x2 block it covers (by hand).
+    expected = x.reshape(2, 3, 4, 2, 4, 2).mean(dim=(3, 5))
+    assert torch.allclose(small[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-3)
+    flat = torch.full((1, 3, 8, 8), 0.7)
+    (flat_small, _), = list(train_mod.resized_batches([(flat, y[:1])], 4))
+    assert torch.allclose(flat_small, torch.full((1, 3, 4, 4), 0.7))  # a flat image stays flat
+    (same, _), = list(train_mod.resized_batches([(x, y)], 8))
+    assert same is x  # already the size: untouched
+
+
 def test_new_run_refuses_a_folder_with_checkpoints(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, **{"train.epochs": 1})
     fit(cfg, tmp_path / "run", progress=QUIET)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from litezoo.evaluate import EvalResult, evaluate, format_report, save_confusion_png
+from litezoo.evaluate import Ensemble, EvalResult, evaluate, format_report, save_confusion_png
 
 
 class Lookup(nn.Module):
@@ -74,6 +74,31 @@ def test_flip_tta_averages_mirrored_logits():
     tta = evaluate(LeftRight(), [(x, y)], num_classes=2, tta_flip=True)
     assert plain.top1 == 100.0
     assert tta.top1 == 50.0  # mirrored logits cancel; the +0.1 bias decides class 0 for both
+
+
+def test_ensemble_averages_probabilities_not_logits():
+    # Member A is sure of class 0 (logit gap 10), members B and C mildly prefer class 1 (gap 1).
+    a = Lookup(torch.tensor([[10.0, 0.0]]))
+    b = Lookup(torch.tensor([[0.0, 1.0]]))
+    c = Lookup(torch.tensor([[0.0, 1.0]]))
+    x, y = _batches([0], [1])[0]
+    out = Ensemble([a, b, c])(x)  # (1, 2)
+    probs = [torch.softmax(m.table[0], 0) for m in (a, b, c)]
+    expected = torch.log(sum(probs) / 3)  # by hand: the log of the mean probability
+    assert torch.allclose(out[0], expected, atol=1e-6)
+    assert torch.allclose(out.exp().sum(1), torch.ones(1))  # valid logits: softmax gives the mean back
+    # With A's gap at 3, averaging logits lets the one confident member outvote the two others; averaging
+    # probabilities does not.
+    a.table.data = torch.tensor([[3.0, 0.0]])
+    logit_mean = (a.table + b.table + c.table) / 3  # (3 + 0 + 0) / 3 = 1 > (0 + 1 + 1) / 3 = 0.67 -> class 0
+    assert logit_mean.argmax().item() == 0
+    assert Ensemble([a, b, c])(x).argmax().item() == 1  # (0.953 + 2 x 0.269) / 3 = 0.497 < 0.5 -> class 1
+    res = evaluate(Ensemble([a, b, c]), [(x, y)], num_classes=2)
+    assert res.top1 == 100.0
+    # One member: its own log-softmax.
+    assert torch.allclose(Ensemble([b])(x), torch.log_softmax(b.table, 1), atol=1e-6)
+    with pytest.raises(ValueError, match="at least one member"):
+        Ensemble([])
 
 
 def test_report_and_png(tmp_path):

@@ -63,6 +63,11 @@ class DataConfig:
     cutmix_alpha: float = 0.0
     limit_train: int | None = None  # use only the first N training images (quick runs and tests)
     limit_eval: int | None = None
+    # Progressive resizing (fast.ai's DAWNBench recipe): the first epochs train on augmented batches scaled down
+    # to this side, growing linearly to image_size over progressive_epochs (a fraction of train.epochs); a
+    # step costs ~(side / image_size)^2 of the full one. None: off. Evaluation is always at image_size.
+    progressive_start_size: int | None = None
+    progressive_epochs: float = 0.5
 
 
 @dataclass
@@ -436,6 +441,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(d.cutmix_alpha >= 0, f"data.cutmix_alpha must be >= 0, got {d.cutmix_alpha}")
     need(d.limit_train is None or d.limit_train > 0, f"data.limit_train must be > 0, got {d.limit_train}")
     need(d.limit_eval is None or d.limit_eval > 0, f"data.limit_eval must be > 0, got {d.limit_eval}")
+    need(d.progressive_start_size is None or d.progressive_start_size >= 8,
+         f"data.progressive_start_size must be >= 8 px (or null: off), got {d.progressive_start_size}")  # fmt: skip
+    need(0.0 < d.progressive_epochs <= 1.0, f"data.progressive_epochs must be in (0, 1], got {d.progressive_epochs}")
 
     choice("optim.name", o.name, OPTIMIZERS)
     need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")

@@ -196,8 +196,55 @@ def load_trained_model(
     return model.to(device).eval(), meta
 
 
+class Ensemble(nn.Module):
+    """Several trained classifiers as one model: the log of their mean class probabilities.
+
+    Probabilities, not logits, are averaged, so one over-confident member cannot outvote the others; the log of
+    the mean is a valid set of logits (softmax gives the mean back), so loss, top-k and flip TTA apply unchanged.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([m(x).float().softmax(dim=-1) for m in self.members]).mean(dim=0)  # (B, K)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
+def load_trained_ensemble(
+    targets: list[str | os.PathLike], device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_trained_model` for several runs at once: one model, or an :class:`Ensemble` of them.
+
+    The members must agree on what they were trained for: classes, input channels, image size and normalisation
+    (they see the same batches). The metadata is the first member's, with ``members`` listing every model.
+    """
+    from litezoo.errors import InputError
+
+    if not targets:
+        raise InputError("no model to evaluate")
+    loaded = [load_trained_model(t, device) for t in targets]
+    if len(loaded) == 1:
+        return loaded[0]
+    first_meta = loaded[0][1]
+    for target, (_, meta) in zip(targets[1:], loaded[1:]):
+        for key in ("classes", "in_chans", "image_size", "mean", "std"):
+            if list(np.atleast_1d(meta[key])) != list(np.atleast_1d(first_meta[key])):
+                raise InputError(
+                    f"cannot ensemble {target} with {targets[0]}: their {key} differ "
+                    f"({meta[key]} vs {first_meta[key]})"
+                )
+    names = [meta["model_name"] for _, meta in loaded]
+    kinds = names[0] if len(set(names)) == 1 else ", ".join(names)
+    meta = {**first_meta, "model_name": f"ensemble of {len(names)} {kinds}", "members": names}
+    return Ensemble([model for model, _ in loaded]).to(device).eval(), meta
+
+
 def evaluate_saved(
-    target: str | os.PathLike,
+    target: str | os.PathLike | list[str | os.PathLike],
     data: str | os.PathLike,
     *,
     split: str = "test",
@@ -208,14 +255,18 @@ def evaluate_saved(
     cache_dir: str | os.PathLike | None = None,
     limit: int | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
-    """Evaluate a trained model on ``split`` of ``data`` with the training run's normalisation and image size."""
+    """Evaluate a trained model on ``split`` of ``data`` with the training run's normalisation and image size.
+
+    ``target`` may be a list of runs: their :class:`Ensemble` (mean class probabilities) is evaluated.
+    """
     from litezoo.data import BatchLoader, open_dataset
     from litezoo.errors import InputError
     from litezoo.precision import autocast, choose_precision, resolve_device
 
     dev = resolve_device(device)
     precision = choose_precision(amp, dev)
-    model, meta = load_trained_model(target, dev)
+    targets = list(target) if isinstance(target, (list, tuple)) else [target]
+    model, meta = load_trained_ensemble(targets, dev)
     ds = open_dataset(data, split, image_size=meta["image_size"], cache_dir=cache_dir, limit=limit)
     if list(ds.classes) != list(meta["classes"]):
         raise InputError(

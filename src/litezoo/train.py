@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from litezoo import checkpoint as ckpt_io
 from litezoo import distributed
@@ -212,6 +213,26 @@ def use_channels_last(setting: bool | str, device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     return device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+def progressive_size(epoch: int, epochs: int, full: int, start: int | None, fraction: float) -> int:
+    """Training image side in (0-based) ``epoch`` under progressive resizing: ``start`` at epoch 0, growing
+    linearly to ``full`` at ``fraction * epochs``, in steps of 4 px (rounded down); ``full`` without ``start``."""
+    ramp = fraction * epochs
+    if start is None or start >= full or epoch >= ramp:
+        return full
+    side = start + (full - start) * epoch / ramp
+    return min(full, max(start, int(side) // 4 * 4))
+
+
+def resized_batches(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], side: int):
+    """The loader's (already augmented, normalised) batches scaled to ``side`` x ``side`` (antialiased)."""
+    for x, y in loader:
+        if x.shape[-1] != side or x.shape[-2] != side:
+            channels_last = x.is_contiguous(memory_format=torch.channels_last)
+            x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x  # (B, C, side, side)
+        yield x, y
 
 
 def lr_of(optimizer: torch.optim.Optimizer) -> float:
@@ -492,6 +513,11 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
         f"{image_size}px | device {device}" + (f" x{world} ({dist_info.backend})" if world > 1 else "")
         + f" | channels_last {'on' if channels_last else 'off'} | {precision.reason}"
     )
+    first_side = progressive_size(0, cfg.train.epochs, image_size, cfg.data.progressive_start_size,
+                                  cfg.data.progressive_epochs)  # fmt: skip
+    if first_side != image_size:
+        progress.note(f"progressive resizing: training batches grow from {first_side} to {image_size}px over the "
+                      f"first {cfg.data.progressive_epochs * cfg.train.epochs:g} epochs (evaluation at {image_size}px)")  # fmt: skip
 
     # --- loaders: global batch split over the processes, each reading its shard ---------------------------------
     train_loader = BatchLoader(
@@ -594,8 +620,11 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
                 save([last_path])
 
         try:
+            side = progressive_size(epoch, cfg.train.epochs, image_size, cfg.data.progressive_start_size,
+                                    cfg.data.progressive_epochs)  # fmt: skip
+            batches = train_loader if side == image_size else resized_batches(train_loader, side)
             state.step, stats = train_one_epoch(
-                train_model, train_loader, optimizer, scheduler, criterion, step=state.step,
+                train_model, batches, optimizer, scheduler, criterion, step=state.step,
                 start_batch=state.batch_index, stats=state.epoch_stats, autocast=autocast, scaler=scaler, ema=ema,
                 grad_clip=cfg.optim.grad_clip, on_nan=cfg.train.on_nan, world_size=world, after_step=after_step,
             )  # fmt: skip

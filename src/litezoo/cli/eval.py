@@ -17,16 +17,20 @@ def register(subparsers) -> None:
             "Evaluate the model of a run folder (its model.safetensors, else checkpoints/last.pt), a .pt\n"
             "checkpoint or a .safetensors file on a split of DATA, with the training run's image size and\n"
             "normalisation. Prints top-1, top-5, per-class accuracy and the confusion matrix; writes\n"
-            "confusion_<split>.png and eval_<split>.json to --out (default: the run folder / the file's folder)."
+            "confusion_<split>.png and eval_<split>.json to --out (default: the run folder / the file's folder).\n"
+            "Several targets are evaluated as one ensemble (their class probabilities averaged); --out is then\n"
+            "required."
         ),
         epilog=(
             "example:\n"
             "  litezoo eval runs/mbv1 --data /data/cifar10\n"
-            "  litezoo eval runs/mbv1/checkpoints/best.pt --data /data/cifar10 --tta --json"
+            "  litezoo eval runs/mbv1/checkpoints/best.pt --data /data/cifar10 --tta --json\n"
+            "  litezoo eval runs/fast_s0 runs/fast_s1 runs/fast_s2 --data /data/cifar10 --tta --out runs/ensemble"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("target", metavar="RUN_DIR_OR_CKPT", help="run folder, .pt checkpoint or .safetensors file")
+    p.add_argument("targets", nargs="+", metavar="RUN_DIR_OR_CKPT",
+                   help="run folder, .pt checkpoint or .safetensors file; several: evaluate their ensemble")
     p.add_argument("--data", required=True, help="dataset folder/archive or known dataset name")
     p.add_argument("--split", default="test", help="train or test (val/valid are aliases of test; default test)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation: average with mirrored images")
@@ -44,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
     from litezoo.errors import InputError
     from litezoo.evaluate import evaluate_saved, format_report, save_confusion_png
 
-    target = Path(args.target)
-    if not target.exists():
-        raise InputError(f"{target} does not exist")
+    targets = [Path(t) for t in args.targets]
+    for target in targets:
+        if not target.exists():
+            raise InputError(f"{target} does not exist")
+    if len(targets) > 1 and not args.out:
+        raise InputError("evaluating an ensemble of several models: name the folder for its report with --out")
+    target = targets[0]
     result, info = evaluate_saved(
-        target, args.data, split=args.split, tta_flip=args.tta, batch_size=args.batch_size, device=args.device,
+        targets, args.data, split=args.split, tta_flip=args.tta, batch_size=args.batch_size, device=args.device,
         amp=args.amp, cache_dir=args.cache_dir,
     )  # fmt: skip
     out = Path(args.out) if args.out else (target if target.is_dir() else target.parent)
@@ -57,12 +65,14 @@ def run(args: argparse.Namespace) -> int:
         result, out / f"confusion_{args.split}.png",
         title=f"{info['model_name']} on {args.split}: top-1 {result.top1:.2f}%" + (" (flip TTA)" if args.tta else ""),
     )  # fmt: skip
-    report = {"target": str(target), **{k: info[k] for k in ("model_name", "split", "data", "tta_flip")},
+    report = {"target": str(target) if len(targets) == 1 else [str(t) for t in targets],
+              **{k: info[k] for k in ("model_name", "split", "data", "tta_flip")},
               **result.to_dict(), "confusion_png": str(png)}  # fmt: skip
     report_path = atomic_write_bytes(json.dumps(report, indent=1).encode(), out / f"eval_{args.split}.json")
     report["report_json"] = str(report_path)
     if not args.json:
         tta = " with flip TTA" if args.tta else ""
-        print(f"{info['model_name']} ({target}) on {args.split} of {args.data}{tta}", file=human_out(args))
+        where = target if len(targets) == 1 else ", ".join(str(t) for t in targets)
+        print(f"{info['model_name']} ({where}) on {args.split} of {args.data}{tta}", file=human_out(args))
     emit(args, report, human=format_report(result) + f"\n\nwrote {png} and {report_path}")
     return 0
