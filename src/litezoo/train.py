@@ -513,10 +513,11 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
         f"{image_size}px | device {device}" + (f" x{world} ({dist_info.backend})" if world > 1 else "")
         + f" | channels_last {'on' if channels_last else 'off'} | {precision.reason}"
     )
-    first_side = progressive_size(0, cfg.train.epochs, image_size, cfg.data.progressive_start_size,
-                                  cfg.data.progressive_epochs)  # fmt: skip
-    if first_side != image_size:
-        progress.note(f"progressive resizing: training batches grow from {first_side} to {image_size}px over the "
+    # Training image side per epoch (all image_size unless data.progressive_start_size is set).
+    sides = [progressive_size(e, cfg.train.epochs, image_size, cfg.data.progressive_start_size,
+                              cfg.data.progressive_epochs) for e in range(cfg.train.epochs)]  # fmt: skip
+    if sides[0] != image_size:
+        progress.note(f"progressive resizing: training batches grow from {sides[0]} to {image_size}px over the "
                       f"first {cfg.data.progressive_epochs * cfg.train.epochs:g} epochs (evaluation at {image_size}px)")  # fmt: skip
 
     # --- loaders: global batch split over the processes, each reading its shard ---------------------------------
@@ -620,9 +621,7 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
                 save([last_path])
 
         try:
-            side = progressive_size(epoch, cfg.train.epochs, image_size, cfg.data.progressive_start_size,
-                                    cfg.data.progressive_epochs)  # fmt: skip
-            batches = train_loader if side == image_size else resized_batches(train_loader, side)
+            batches = train_loader if sides[epoch] == image_size else resized_batches(train_loader, sides[epoch])
             state.step, stats = train_one_epoch(
                 train_model, batches, optimizer, scheduler, criterion, step=state.step,
                 start_batch=state.batch_index, stats=state.epoch_stats, autocast=autocast, scaler=scaler, ema=ema,
