@@ -116,6 +116,15 @@ def test_eval_run_folder_and_checkpoint(trained_run, tiny_data, tmp_path, capsys
                  "--out", str(tmp_path), "--cache-dir", str(tiny_data.parent / "cache")])  # fmt: skip
     text = capsys.readouterr().out
     assert code == 0 and "per-class accuracy" in text and "confusion matrix" in text and "class_3" in text
+    assert "(flip TTA)" in text
+
+    # Translate TTA is recorded in the report; a shift the images cannot take is a clear error (exit 2).
+    cache = ["--cache-dir", str(tiny_data.parent / "cache"), "--device", "cpu", "--out", str(tmp_path)]
+    assert main(["eval", str(out), "--data", str(tiny_data), "--tta", "--tta-translate", "1", "--json", *cache]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tta_flip"] is True and report["tta_translate"] == 1 and report["num_samples"] == 16
+    assert main(["eval", str(out), "--data", str(tiny_data), "--tta-translate", "64", *cache]) == 2
+    assert "tta_translate must be 0 to" in capsys.readouterr().err
 
 
 def test_eval_bad_input(trained_run, tiny_data, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""ModelEma against a hand-written average on a tiny model with BatchNorm."""
+"""ModelEma and Lookahead against hand-written averages on a tiny model with BatchNorm."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from litezoo.ema import ModelEma
+from litezoo.ema import Lookahead, ModelEma
 from litezoo.errors import InputError
 
 
@@ -112,3 +112,61 @@ def test_bad_decay_and_bad_state():
         ModelEma(tiny_model(), 1.0)
     with pytest.raises(InputError, match="not an EMA state"):
         ModelEma(tiny_model(), 0.9).load_state_dict({"weights": {}})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Lookahead (airbench's schedule)
+
+
+def test_lookahead_matches_a_hand_written_reference():
+    every, decay, total = 3, 0.9, 10
+    model, ref_model = tiny_model(), tiny_model()
+    la = Lookahead(model, every, decay, total)
+    slow = {k: v.clone() for k, v in ref_model.state_dict().items() if v.dtype.is_floating_point}
+    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    opt_a = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(ref_model.parameters(), lr=0.1)
+    for step in range(1, total + 1):
+        for m, opt, gen in ((model, opt_a, gen_a), (ref_model, opt_b, gen_b)):
+            opt.zero_grad()
+            m(torch.randn(4, 3, 4, 4, generator=gen)).square().mean().backward()
+            opt.step()
+        la.after_step(model, step)
+        # reference: every 3rd step slow <- a*slow + (1-a)*w, w <- slow; after the last step w <- slow
+        state = ref_model.state_dict()
+        if step % every == 0:
+            a = decay**every * (step / total) ** 3
+            for k in slow:
+                slow[k] = a * slow[k] + (1 - a) * state[k]
+                state[k].copy_(slow[k])
+        if step == total:
+            for k in slow:
+                state[k].copy_(slow[k])
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(v, state[k], rtol=1e-6, atol=1e-7, msg=f"{k} after step {step}")
+    # the BN running statistics were averaged too (a float buffer), num_batches_tracked was not touched
+    assert "1.running_mean" in la.slow and "1.num_batches_tracked" not in la.slow
+    assert int(model.state_dict()["1.num_batches_tracked"]) == total
+
+
+def test_lookahead_schedule_and_state_round_trip():
+    model = tiny_model()
+    la = Lookahead(model, 5, 0.95, 100)
+    assert la.weight(5) == pytest.approx(0.95**5 * 0.05**3)
+    assert la.weight(100) == pytest.approx(0.95**5)  # ~0.77 at the end
+    for p in model.parameters():
+        p.data.add_(1.0)
+    la.after_step(model, 100)  # last step: pulled to 0.77 slow + 0.23 new, then set to slow
+    buf = io.BytesIO()
+    torch.save(la.state_dict(), buf)
+    buf.seek(0)
+    other = Lookahead(tiny_model(), 5, 0.95, 100)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    for k in la.slow:
+        assert torch.equal(other.slow[k], la.slow[k])
+    with pytest.raises(InputError, match="lookahead"):
+        other.load_state_dict({"slow": {"x": torch.zeros(1)}})
+    for bad in [dict(every=0, decay=0.9, total_steps=10), dict(every=2, decay=0.0, total_steps=10),
+                dict(every=2, decay=0.9, total_steps=0)]:  # fmt: skip
+        with pytest.raises(InputError):
+            Lookahead(model, **bad)

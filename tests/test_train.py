@@ -286,6 +286,33 @@ def test_ema_weights_are_evaluated_and_exported(tiny_data, tmp_path):
     assert all(torch.equal(tensors[k], v) for k, v in state["ema"]["module"].items())
     assert not all(torch.equal(tensors[k], v) for k, v in state["model"].items())
 
+    # load_weights (litezoo eval --weights): either set on request; the .safetensors holds only the evaluated one
+    run = tmp_path / "run"
+    for which, expected, is_ema in (("raw", state["model"], False), ("ema", state["ema"]["module"], True)):
+        got, meta = ck.load_weights(run, which)
+        assert meta["ema"] is is_ema and all(torch.equal(got[k], v) for k, v in expected.items())
+    assert ck.load_weights(run / "model.safetensors", "ema")[1]["ema"] is True
+    with pytest.raises(InputError, match="holds only the EMA weights"):
+        ck.load_weights(run / "model.safetensors", "raw")
+    with pytest.raises(InputError, match="weights must be one of"):
+        ck.load_weights(run, "best")
+
+
+def test_lookahead_changes_training_and_ends_on_the_slow_weights(tiny_data, tmp_path):
+    plain = fit(tiny_config(tiny_data), tmp_path / "plain", progress=QUIET)
+    cfg = tiny_config(tiny_data, **{"train.lookahead_every": 2, "train.lookahead_decay": 0.9})
+    looked = fit(cfg, tmp_path / "run", progress=QUIET)
+    state = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    slow = state["lookahead"]["slow"]
+    # after the last step the trained weights are the slow copy (airbench's final pull), BN statistics included
+    assert set(slow) == {k for k, v in state["model"].items() if v.dtype.is_floating_point}
+    assert all(torch.equal(state["model"][k], v) for k, v in slow.items())
+    assert state["lookahead"]["total_steps"] == 2 * 4  # 32 images / batch 8, 2 epochs
+    assert looked["test_loss"] != plain["test_loss"]  # the pulls changed what was trained
+    assert ck.load_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt")["lookahead"] is None
+    with pytest.raises(InputError, match="has no EMA weights"):
+        ck.load_weights(tmp_path / "plain", "ema")
+
 
 def test_init_from_and_freeze_features(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, **{"train.epochs": 1})

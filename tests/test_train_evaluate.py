@@ -1,4 +1,4 @@
-"""evaluate(): exact counts on a model with known outputs, flip TTA, per-class accuracy, confusion PNG."""
+"""evaluate(): exact counts on a model with known outputs, flip and translate TTA, per-class accuracy, confusion PNG."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from litezoo.evaluate import Ensemble, EvalResult, evaluate, format_report, save_confusion_png
+from litezoo.evaluate import Ensemble, EvalResult, evaluate, format_report, save_confusion_png, shift_reflect, tta_logits
 
 
 class Lookup(nn.Module):
@@ -74,6 +74,56 @@ def test_flip_tta_averages_mirrored_logits():
     tta = evaluate(LeftRight(), [(x, y)], num_classes=2, tta_flip=True)
     assert plain.top1 == 100.0
     assert tta.top1 == 50.0  # mirrored logits cancel; the +0.1 bias decides class 0 for both
+
+
+def _reflect(k: int, n: int) -> int:
+    """Index k of a row of n pixels continued by reflection without repeating the edge (... 2 1 [0 1 ... n-1] n-2 ...)."""
+    return -k if k < 0 else (2 * (n - 1) - k if k > n - 1 else k)
+
+
+@pytest.mark.parametrize("dy,dx", [(1, 1), (-1, -1), (2, -1), (0, 0)])
+def test_shift_reflect_against_a_loop(dy, dx):
+    x = torch.arange(2 * 5 * 6, dtype=torch.float32).view(1, 2, 5, 6)
+    got = shift_reflect(x, dy, dx)
+    expected = torch.empty_like(x)
+    for i in range(5):
+        for j in range(6):
+            expected[..., i, j] = x[..., _reflect(i - dy, 5), _reflect(j - dx, 6)]  # pixel (i, j) shows (i-dy, j-dx)
+    assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match="reflect"):
+        shift_reflect(x, 5, 0)
+
+
+def test_translate_tta_weights_views_like_airbench():
+    # The "logits" are the image itself, so every view's weight can be read off.
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))  # evaluate() reads the device off a parameter
+
+        def forward(self, x):
+            return x.flatten(1)
+
+    x = torch.randn(3, 1, 4, 4)
+    plain = x.flatten(1)
+    shifted = (shift_reflect(x, -1, -1).flatten(1) + shift_reflect(x, 1, 1).flatten(1)) / 2
+    torch.testing.assert_close(tta_logits(Flat(), x, translate=1), (plain + shifted) / 2)
+    mirror = lambda v: (v.flatten(1) + v.flip(3).flatten(1)) / 2  # noqa: E731
+    both = (mirror(x) + (mirror(shift_reflect(x, -1, -1)) + mirror(shift_reflect(x, 1, 1))) / 2) / 2
+    torch.testing.assert_close(tta_logits(Flat(), x, flip=True, translate=1), both)
+    torch.testing.assert_close(tta_logits(Flat(), x), plain)
+
+    # Through evaluate(): a model that reads one corner pixel changes its mind under translate TTA.
+    class Corner(Flat):
+        def forward(self, x):  # class 1 if pixel (0, 0) is bright
+            v = x[:, 0, 0, 0]
+            return torch.stack([0.6 - v, v - 0.6], dim=1)
+
+    img = torch.zeros(1, 1, 4, 4)
+    img[0, 0, 0, 0] = 1.0  # plain view: (-0.4, 0.4); both shifted views see pixel (1, 1) there: (0.6, -0.6)
+    y = torch.tensor([1])
+    assert evaluate(Corner(), [(img, y)], num_classes=2).top1 == 100.0
+    assert evaluate(Corner(), [(img, y)], num_classes=2, tta_translate=1).top1 == 0.0
 
 
 def test_ensemble_averages_probabilities_not_logits():

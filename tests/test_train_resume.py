@@ -38,8 +38,9 @@ def _train_args(data: Path, out: Path) -> list[str]:
         "--epochs", str(EPOCHS), "--batch-size", "4", "--seed", "3", "--amp", "off", "--device", "cpu", "--quiet",
         "--data.cache_dir", str(data.parent / "cache"), "--data.eval_batch_size", "16", "--train.threads", "1",
         "--checkpoint.every_steps", "3", "--optim.lr", "0.02", "--optim.grad_clip", "2.0",
-        # every stateful piece in play: dropout (torch RNG), cutout (loader), EMA, label smoothing
+        # every stateful piece in play: dropout (torch RNG), cutout (loader), EMA, lookahead, label smoothing
         "--model.drop_rate", "0.2", "--data.cutout", "8", "--train.ema_decay", "0.9", "--label-smoothing", "0.1",
+        "--train.lookahead_every", "2",
     ]  # fmt: skip
 
 

@@ -292,25 +292,39 @@ def checkpoint_metadata(state: dict[str, Any]) -> dict[str, Any]:
     return {k: state[k] for k in keys}
 
 
-def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+WEIGHT_CHOICES = ("auto", "raw", "ema")
+
+
+def load_weights(path: str | os.PathLike, weights: str = "auto") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The evaluated weights and their metadata from a run folder, a .pt checkpoint or a .safetensors file.
 
     A run folder gives its ``model.safetensors`` (or, for a run that has not finished, ``checkpoints/last.pt``).
-    From a checkpoint, the EMA weights are taken when the run evaluated them (train.ema_eval), as training did.
+    ``weights``: "auto" takes, from a checkpoint, the EMA weights when the run evaluated them (train.ema_eval),
+    as training did; "raw" the trained weights and "ema" the averaged ones, whatever the run evaluated (a run
+    folder then reads ``checkpoints/last.pt``, which holds both).
     """
+    if weights not in WEIGHT_CHOICES:
+        raise InputError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
     path = Path(path)
     if path.is_dir():
-        if (path / SAFETENSORS).is_file():
+        if weights == "auto" and (path / SAFETENSORS).is_file():
             path = path / SAFETENSORS
         elif (checkpoint_dir(path) / LAST).is_file():
             path = checkpoint_dir(path) / LAST
         else:
             raise InputError(f"{path} holds neither {SAFETENSORS} nor {CHECKPOINT_DIR}/{LAST}: is it a run folder?")
     if path.suffix == ".safetensors":
-        return load_safetensors(path)
+        tensors, meta = load_safetensors(path)
+        if weights != "auto" and bool(meta.get("ema")) != (weights == "ema"):
+            held = "EMA" if meta.get("ema") else "raw (trained)"
+            raise InputError(f"{path} holds only the {held} weights; pass a .pt checkpoint for --weights {weights}")
+        return tensors, meta
     if path.suffix != ".pt":
         raise InputError(f"expected a run folder, a .pt checkpoint or a .safetensors file, got {path}")
     state = load_checkpoint(path)
-    use_ema = state.get("ema") is not None and state["config"]["train"].get("ema_eval", True)
-    weights = state["ema"]["module"] if use_ema else state["model"]
-    return weights, {**checkpoint_metadata(state), "ema": use_ema}
+    has_ema = state.get("ema") is not None
+    if weights == "ema" and not has_ema:
+        raise InputError(f"{path} has no EMA weights (the run trained without train.ema_decay)")
+    use_ema = has_ema and (weights == "ema" or (weights == "auto" and state["config"]["train"].get("ema_eval", True)))
+    chosen = state["ema"]["module"] if use_ema else state["model"]
+    return chosen, {**checkpoint_metadata(state), "ema": use_ema}

@@ -116,6 +116,9 @@ class TrainConfig:
     ema_decay: float | None = None  # e.g. 0.999; None: no EMA
     ema_eval: bool = True  # evaluate (and pick best by) the EMA weights when EMA is on
     tta_flip: bool = False  # average logits with the horizontally flipped image at evaluation
+    tta_translate: int = 0  # also average views shifted by +-N px (reflect padding; airbench: 1); 0: off
+    lookahead_every: int = 0  # pull the weights back to a slow average every N steps (airbench: 5); 0: off
+    lookahead_decay: float = 0.95  # per-step decay of that average (ema.Lookahead: decay**N * progress**3)
     eval_every: int = 1  # epochs between evaluations
     on_nan: str = "stop"  # stop | skip
     compile: bool = False  # torch.compile the model
@@ -509,6 +512,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(
         t.ema_decay is None or 0.0 < t.ema_decay < 1.0, f"train.ema_decay must be in (0, 1) or null, got {t.ema_decay}"
     )
+    need(t.tta_translate >= 0, f"train.tta_translate must be >= 0 pixels, got {t.tta_translate}")
+    need(t.lookahead_every >= 0, f"train.lookahead_every must be >= 0 steps (0: off), got {t.lookahead_every}")
+    need(0.0 < t.lookahead_decay <= 1.0, f"train.lookahead_decay must be in (0, 1], got {t.lookahead_decay}")
     need(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
     choice("train.on_nan", t.on_nan, NAN_POLICIES)
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")

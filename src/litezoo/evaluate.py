@@ -53,6 +53,37 @@ class EvalResult:
         }
 
 
+def shift_reflect(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``x`` (N, C, H, W) moved by (dy, dx) pixels, the uncovered border filled by reflection."""
+    p = max(abs(dy), abs(dx))
+    if p == 0:
+        return x
+    h, w = x.shape[-2:]
+    if p >= min(h, w):
+        raise ValueError(f"cannot shift a {h}x{w} image by {p} px with reflect padding (needs {p} < {min(h, w)})")
+    padded = F.pad(x, (p, p, p, p), mode="reflect")  # (N, C, H + 2p, W + 2p)
+    # Output pixel (i, j) shows input pixel (i - dy, j - dx).
+    return padded[:, :, p - dy : p - dy + h, p - dx : p - dx + w]
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, *, flip: bool = False, translate: int = 0) -> torch.Tensor:
+    """The model's logits for ``x`` (N, C, H, W), averaged over test-time views (airbench's TTA levels).
+
+    flip: the mean over the image and its mirror (width is dim 3 for NCHW and channels_last alike).
+    translate=p: half of that for the image itself, half for the mean of two copies shifted diagonally by
+    -p and +p pixels (airbench's level 2 with p=1): the unshifted view keeps the larger weight.
+    """
+
+    def view(v: torch.Tensor) -> torch.Tensor:
+        return (model(v) + model(torch.flip(v, dims=(3,)))) / 2 if flip else model(v)
+
+    logits = view(x)
+    if translate:
+        shifted = (view(shift_reflect(x, -translate, -translate)) + view(shift_reflect(x, translate, translate))) / 2
+        logits = (logits + shifted) / 2
+    return logits
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -61,9 +92,13 @@ def evaluate(
     num_classes: int,
     classes: list[str] | None = None,
     tta_flip: bool = False,
+    tta_translate: int = 0,
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on every batch of ``loader`` (inputs already normalised and on the model's device).
+
+    Test-time augmentation (:func:`tta_logits`): ``tta_flip`` averages with the mirrored images,
+    ``tta_translate`` (pixels) also with the images shifted diagonally by that much either way.
 
     ``autocast`` is a zero-argument factory of the mixed-precision context (None: full precision). Under
     ``torch.distributed`` each process evaluates its shard and the counts are summed across processes.
@@ -75,12 +110,11 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top_k_correct = torch.zeros((), dtype=torch.int64, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    if tta_translate < 0:
+        raise ValueError(f"tta_translate must be >= 0 pixels, got {tta_translate}")
     for x, y in loader:
         with autocast() if autocast else contextlib.nullcontext():
-            logits = model(x)
-            if tta_flip:
-                # Average the logits with those of the mirrored image (dim 3 is width for NCHW and channels_last).
-                logits = (logits + model(torch.flip(x, dims=(3,)))) / 2
+            logits = tta_logits(model, x, flip=tta_flip, translate=tta_translate)
         logits = logits.float()  # (B, K)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         top = logits.topk(k, dim=1).indices  # (B, k)
@@ -179,17 +213,20 @@ def save_confusion_png(result: EvalResult, path: str | os.PathLike, title: str |
 
 
 def load_trained_model(
-    target: str | os.PathLike, device: torch.device | str = "cpu"
+    target: str | os.PathLike, device: torch.device | str = "cpu", weights: str = "auto"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a run folder / .pt checkpoint / .safetensors file: (model in eval mode, metadata)."""
+    """Rebuild the model of a run folder / .pt checkpoint / .safetensors file: (model in eval mode, metadata).
+
+    ``weights``: auto | raw | ema, see :func:`litezoo.checkpoint.load_weights`.
+    """
     from litezoo.checkpoint import load_weights
     from litezoo.errors import InputError
     from litezoo.registry import create_model
 
-    weights, meta = load_weights(target)
+    state, meta = load_weights(target, weights)
     model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"])
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(state)
     except RuntimeError as exc:
         first_line = str(exc).splitlines()[0]
         raise InputError(f"the weights in {target} do not fit {meta['model_name']}: {first_line}") from None
@@ -215,7 +252,7 @@ class Ensemble(nn.Module):
 
 
 def load_trained_ensemble(
-    targets: list[str | os.PathLike], device: torch.device | str = "cpu"
+    targets: list[str | os.PathLike], device: torch.device | str = "cpu", weights: str = "auto"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """:func:`load_trained_model` for several runs at once: one model, or an :class:`Ensemble` of them.
 
@@ -226,7 +263,7 @@ def load_trained_ensemble(
 
     if not targets:
         raise InputError("no model to evaluate")
-    loaded = [load_trained_model(t, device) for t in targets]
+    loaded = [load_trained_model(t, device, weights) for t in targets]
     if len(loaded) == 1:
         return loaded[0]
     first_meta = loaded[0][1]
@@ -249,6 +286,8 @@ def evaluate_saved(
     *,
     split: str = "test",
     tta_flip: bool = False,
+    tta_translate: int = 0,
+    weights: str = "auto",
     batch_size: int = 500,
     device: str = "auto",
     amp: str = "off",
@@ -258,6 +297,7 @@ def evaluate_saved(
     """Evaluate a trained model on ``split`` of ``data`` with the training run's normalisation and image size.
 
     ``target`` may be a list of runs: their :class:`Ensemble` (mean class probabilities) is evaluated.
+    ``weights``: auto | raw | ema (:func:`litezoo.checkpoint.load_weights`).
     """
     from litezoo.data import BatchLoader, open_dataset
     from litezoo.errors import InputError
@@ -266,7 +306,10 @@ def evaluate_saved(
     dev = resolve_device(device)
     precision = choose_precision(amp, dev)
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
-    model, meta = load_trained_ensemble(targets, dev)
+    model, meta = load_trained_ensemble(targets, dev, weights)
+    if not 0 <= tta_translate < meta["image_size"]:
+        raise InputError(f"tta_translate must be 0 to {meta['image_size'] - 1} px for {meta['image_size']}px images, "
+                         f"got {tta_translate}")  # fmt: skip
     ds = open_dataset(data, split, image_size=meta["image_size"], cache_dir=cache_dir, limit=limit)
     if list(ds.classes) != list(meta["classes"]):
         raise InputError(
@@ -275,5 +318,7 @@ def evaluate_saved(
     loader = BatchLoader(ds, batch_size, train=False, device=dev, rank=0, world_size=1,
                          mean=tuple(meta["mean"]), std=tuple(meta["std"]))  # fmt: skip
     result = evaluate(model, loader, num_classes=meta["num_classes"], classes=meta["classes"], tta_flip=tta_flip,
-                      autocast=lambda: autocast(precision, dev))  # fmt: skip
-    return result, {**meta, "split": ds.split, "data": str(data), "tta_flip": tta_flip, "precision": precision.mode}
+                      tta_translate=tta_translate, autocast=lambda: autocast(precision, dev))  # fmt: skip
+    info = {"split": ds.split, "data": str(data), "tta_flip": tta_flip, "tta_translate": tta_translate,
+            "weights": "ema" if meta.get("ema") else "raw"}  # fmt: skip
+    return result, {**meta, **info, "precision": precision.mode}

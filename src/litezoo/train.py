@@ -292,6 +292,7 @@ def train_one_epoch(
     autocast: Callable[[], Any] | None = None,
     scaler: Any = None,
     ema: Any = None,
+    lookahead: Any = None,
     grad_clip: float | None = None,
     on_nan: str = "stop",
     world_size: int = 1,
@@ -341,6 +342,8 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)  # drop the non-finite gradients
         lr = lr_of(optimizer)
         scheduler.step()
+        if lookahead is not None:
+            lookahead.after_step(distributed.unwrap(model), step + 1)  # may pull the weights back (ema.Lookahead)
         if ema is not None and not bad:
             ema.update(distributed.unwrap(model))
         step += 1
@@ -465,7 +468,7 @@ def fit(
 
 def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) -> dict[str, Any]:
     from litezoo.data import BatchLoader, open_dataset
-    from litezoo.ema import ModelEma
+    from litezoo.ema import Lookahead, ModelEma
     from litezoo.precision import autocast as precision_autocast
     from litezoo.precision import choose_precision, make_scaler
     from litezoo.schedules import build_optimizer, build_scheduler
@@ -540,6 +543,10 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
     if len(set(distributed.all_gather_object(steps_per_epoch))) > 1:
         raise WorkError("processes disagree on the number of steps per epoch (uneven data shards)")
     total_steps = cfg.train.epochs * steps_per_epoch
+    if cfg.train.tta_translate >= image_size:
+        raise InputError(f"train.tta_translate={cfg.train.tta_translate} px does not fit {image_size}px images")
+    lookahead = Lookahead(model, cfg.train.lookahead_every, cfg.train.lookahead_decay, total_steps) \
+        if cfg.train.lookahead_every else None  # fmt: skip
 
     # --- optimisation ---------------------------------------------------------------------------------------------
     optimizer = build_optimizer(model, cfg.optim)
@@ -551,7 +558,7 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
     state = RunState()
     torch.manual_seed(cfg.train.seed + dist_info.rank)  # dropout etc. differ per process
     if ckpt is not None:
-        state = _restore(ckpt, model, optimizer, scheduler, scaler, ema, train_loader, dist_info)
+        state = _restore(ckpt, model, optimizer, scheduler, scaler, ema, lookahead, train_loader, dist_info)
         progress.note(f"resumed from {ckpt_path} at epoch {state.epoch + 1}, step {state.step}")
         if ckpt.get("world_size", 1) != world:
             progress.note(f"note: the checkpoint was written by {ckpt.get('world_size', 1)} process(es), this run "
@@ -592,6 +599,7 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "ema": ema.state_dict() if ema is not None else None,
+            "lookahead": lookahead.state_dict() if lookahead is not None else None,
             "rng": rng, "world_size": world,
             "loader": {**train_loader.state_dict(), "epoch": state.epoch, "batch_index": state.batch_index},
             "epoch": state.epoch, "step": state.step, "batch_index": state.batch_index,
@@ -625,7 +633,8 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
             state.step, stats = train_one_epoch(
                 train_model, batches, optimizer, scheduler, criterion, step=state.step,
                 start_batch=state.batch_index, stats=state.epoch_stats, autocast=autocast, scaler=scaler, ema=ema,
-                grad_clip=cfg.optim.grad_clip, on_nan=cfg.train.on_nan, world_size=world, after_step=after_step,
+                lookahead=lookahead, grad_clip=cfg.optim.grad_clip, on_nan=cfg.train.on_nan, world_size=world,
+                after_step=after_step,
             )  # fmt: skip
         except NonFiniteLoss as exc:
             progress.close()
@@ -646,7 +655,8 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
             tick = time.perf_counter()
             distributed.broadcast_buffers(eval_model)  # every process evaluates what rank 0 will save
             result = evaluate(eval_model, test_loader, num_classes=num_classes, classes=classes,
-                              tta_flip=cfg.train.tta_flip, autocast=autocast)  # fmt: skip
+                              tta_flip=cfg.train.tta_flip, tta_translate=cfg.train.tta_translate,
+                              autocast=autocast)  # fmt: skip
             eval_time = time.perf_counter() - tick
         state.time_s = time.perf_counter() - run_start
         row = {
@@ -694,7 +704,7 @@ def _fit(cfg, run_dir, ckpt, ckpt_path, device, dist_info, callbacks, progress) 
     return final
 
 
-def _restore(ckpt, model, optimizer, scheduler, scaler, ema, loader, dist_info) -> RunState:
+def _restore(ckpt, model, optimizer, scheduler, scaler, ema, lookahead, loader, dist_info) -> RunState:
     """Put every piece of training state back as it was when ``ckpt`` was written."""
     try:
         model.load_state_dict(ckpt["model"])
@@ -707,6 +717,10 @@ def _restore(ckpt, model, optimizer, scheduler, scaler, ema, loader, dist_info) 
         scaler.load_state_dict(ckpt["scaler"])
     if ema is not None and ckpt["ema"] is not None:
         ema.load_state_dict(ckpt["ema"])
+    if lookahead is not None:
+        if ckpt.get("lookahead") is None:
+            raise InputError("the checkpoint was written without train.lookahead_every; resume with the same setting")
+        lookahead.load_state_dict(ckpt["lookahead"])
     # Each process gets back its own RNG state; with another process count, rank 0's (not bit-exact then).
     rng = ckpt["rng"]
     ckpt_io.set_rng_state(rng[dist_info.rank] if len(rng) == dist_info.world_size else rng[0])

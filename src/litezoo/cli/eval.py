@@ -34,6 +34,11 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="dataset folder/archive or known dataset name")
     p.add_argument("--split", default="test", help="train or test (val/valid are aliases of test; default test)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation: average with mirrored images")
+    p.add_argument("--tta-translate", type=int, default=0, metavar="PX",
+                   help="also average views shifted diagonally by +-PX pixels (airbench uses 1; default 0: off)")
+    p.add_argument("--weights", choices=["auto", "raw", "ema"], default="auto",
+                   help="auto: the weights the run evaluated (EMA when on); raw: the trained weights; ema: the "
+                        "average (raw/ema read checkpoints/last.pt of a run folder)")
     p.add_argument("--batch-size", type=positive_int, default=500, help="evaluation batch size (default 500)")
     p.add_argument("--out", help="folder for confusion_<split>.png and eval_<split>.json")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
@@ -56,23 +61,25 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("evaluating an ensemble of several models: name the folder for its report with --out")
     target = targets[0]
     result, info = evaluate_saved(
-        targets, args.data, split=args.split, tta_flip=args.tta, batch_size=args.batch_size, device=args.device,
+        targets, args.data, split=args.split, tta_flip=args.tta, tta_translate=args.tta_translate,
+        weights=args.weights, batch_size=args.batch_size, device=args.device,
         amp=args.amp, cache_dir=args.cache_dir,
     )  # fmt: skip
+    views = (["flip"] if args.tta else []) + ([f"translate {args.tta_translate}px"] if args.tta_translate else [])
+    tta_text = f" ({' + '.join(views)} TTA)" if views else ""
     out = Path(args.out) if args.out else (target if target.is_dir() else target.parent)
     out.mkdir(parents=True, exist_ok=True)
     png = save_confusion_png(
         result, out / f"confusion_{args.split}.png",
-        title=f"{info['model_name']} on {args.split}: top-1 {result.top1:.2f}%" + (" (flip TTA)" if args.tta else ""),
+        title=f"{info['model_name']} on {args.split}: top-1 {result.top1:.2f}%" + tta_text,
     )  # fmt: skip
     report = {"target": str(target) if len(targets) == 1 else [str(t) for t in targets],
-              **{k: info[k] for k in ("model_name", "split", "data", "tta_flip")},
+              **{k: info[k] for k in ("model_name", "split", "data", "tta_flip", "tta_translate", "weights")},
               **result.to_dict(), "confusion_png": str(png)}  # fmt: skip
     report_path = atomic_write_bytes(json.dumps(report, indent=1).encode(), out / f"eval_{args.split}.json")
     report["report_json"] = str(report_path)
     if not args.json:
-        tta = " with flip TTA" if args.tta else ""
         where = target if len(targets) == 1 else ", ".join(str(t) for t in targets)
-        print(f"{info['model_name']} ({where}) on {args.split} of {args.data}{tta}", file=human_out(args))
+        print(f"{info['model_name']} ({where}) on {args.split} of {args.data}{tta_text}", file=human_out(args))
     emit(args, report, human=format_report(result) + f"\n\nwrote {png} and {report_path}")
     return 0
