@@ -50,7 +50,8 @@ def machine() -> dict:
 
 def isa_env() -> dict:
     """The variables that make torch/oneDNN use an older instruction set (how an AVX2-only CPU is emulated)."""
-    return {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ}
+    names = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+    return {k: os.environ[k] for k in names if k in os.environ}
 
 
 def write_json(path: Path, obj: dict) -> None:

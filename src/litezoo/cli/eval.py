@@ -25,6 +25,7 @@ def register(subparsers) -> None:
             "example:\n"
             "  litezoo eval runs/mbv1 --data /data/cifar10\n"
             "  litezoo eval runs/mbv1/checkpoints/best.pt --data /data/cifar10 --tta --json\n"
+            "  litezoo eval runs/fast --data /data/cifar10 --tta --tta-translate 1 --weights raw --out runs/fast/raw\n"
             "  litezoo eval runs/fast_s0 runs/fast_s1 runs/fast_s2 --data /data/cifar10 --tta --out runs/ensemble"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
