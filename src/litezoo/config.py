@@ -2,7 +2,7 @@
 
 The resolved config is saved as ``config.yaml`` in the run folder and inside every checkpoint.
 
-A recipe (``configs/*.yaml``) has one top-level key per section below (``model``, ``data``, ``optim``,
+A recipe (a YAML file; the shipped ones are package data in ``litezoo/configs/``) has one top-level key per section below (``model``, ``data``, ``optim``,
 ``schedule``, ``train``, ``checkpoint``); each section lists only the fields it changes. Overrides name a field
 either dotted (``optim.lr``) or by its leaf name when that is unique (``lr``, ``batch_size``); dashes count as
 underscores (``--label-smoothing``). Four aliases name a section's main field: ``model`` -> ``model.name``,
@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import math
 import os
 import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -154,8 +156,9 @@ NAN_POLICIES = ("stop", "skip")
 
 ALIASES = {"model": "model.name", "data": "data.path", "optimizer": "optim.name", "schedule": "schedule.name"}
 
-# The repository's shipped recipes (src/litezoo/config.py -> <repo>/configs).
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The shipped recipes: package data (litezoo/configs/*.yaml), found through importlib.resources so that a wheel
+# install finds them as well as an editable checkout (where <repo>/configs is a symlink to the same folder).
+RECIPE_DIR = importlib.resources.files("litezoo") / "configs"
 
 
 def _field_table() -> dict[str, Any]:
@@ -180,11 +183,6 @@ def _leaf_table(fields: dict[str, Any]) -> dict[str, list[str]]:
 FIELDS: dict[str, Any] = _field_table()
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
 _LEAVES: dict[str, list[str]] = _leaf_table(FIELDS)
-
-
-def config_keys() -> list[str]:
-    """Every dotted key a recipe or an override may set, in schema order."""
-    return list(FIELDS)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -535,36 +533,46 @@ def validate(cfg: RunConfig) -> RunConfig:
 # Public entry points
 
 
-def recipe_path(recipe: str | os.PathLike) -> Path:
-    """A recipe file: an existing path, or the name of a shipped recipe (``"mobilenet_v1_cifar10"``)."""
+def recipe_path(recipe: str | os.PathLike) -> Path | Traversable:
+    """A recipe file: an existing path, or the name of a shipped recipe (``"mobilenet_v1_cifar10"``).
+
+    ``configs/NAME.yaml`` (the form the README and the recipes' usage lines show) also finds the shipped recipe
+    when run outside the checkout, where no ``configs/`` folder exists.
+    """
     path = Path(recipe)
     if path.is_file():
         return path
     name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
-    if path.parent == Path(".") and (RECIPE_DIR / f"{name}.yaml").is_file():
-        return RECIPE_DIR / f"{name}.yaml"
-    shipped = list_recipes()
-    close = difflib.get_close_matches(name, shipped, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]}?" if close else (f"; shipped recipes: {', '.join(shipped)}" if shipped else "")
+    shipped = RECIPE_DIR / f"{name}.yaml"
+    if path.parent in (Path("."), Path("configs")) and shipped.is_file():
+        return shipped
+    names = list_recipes()
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else (f"; shipped recipes: {', '.join(names)}" if names else "")
     raise InputError(f"recipe not found: {os.fspath(recipe)!r}{hint}")
 
 
 def list_recipes() -> list[str]:
-    """Names of the recipes shipped in the repository's ``configs/`` folder."""
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
+    """Names of the shipped recipes (the package's ``configs/*.yaml``)."""
+    if not RECIPE_DIR.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in RECIPE_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
-def _read_yaml(path: str | os.PathLike) -> Any:
+def _read_yaml(path: str | os.PathLike | Traversable) -> Any:
+    where = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = (path if hasattr(path, "read_text") else Path(path)).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"config file not found: {os.fspath(path)}") from None
+        raise InputError(f"config file not found: {where}") from None
     except IsADirectoryError:
-        raise InputError(f"config path is a folder, not a YAML file: {os.fspath(path)}") from None
+        raise InputError(f"config path is a folder, not a YAML file: {where}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"config file is not UTF-8 text: {where}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"{os.fspath(path)} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise InputError(f"{where} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def resolve(
@@ -662,7 +670,6 @@ __all__ = [
     "RECIPE_DIR",
     "FIELDS",
     "SECTIONS",
-    "config_keys",
     "resolve_key",
     "coerce",
     "apply_overrides",
