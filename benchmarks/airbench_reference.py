@@ -34,7 +34,6 @@ import importlib
 import importlib.util
 import json
 import os
-import platform
 import sys
 import time
 import types
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO / "src"))
     from litezoo.data import open_dataset
     from litezoo.fsutil import atomic_write_bytes
-    from litezoo.precision import cpu_info, cpu_native_bf16
+    from litezoo.machine import cpu_native_bf16, machine_info
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "precision": "bf16 autocast" if bf16 else "fp32",
         "precision_why": why,
-        "machine": {**cpu_info(), "python": platform.python_version(), "threads": args.threads},
+        "machine": machine_info(),  # after set_num_threads: records the threads used
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",
         "epochs": [],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -21,50 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import PIL
 import torch
 
 from litezoo.data import BatchLoader, open_dataset
+from litezoo.fsutil import atomic_write_bytes
+from litezoo.machine import load_average, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LITEZOO_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
-def machine_info() -> dict:
-    model, flags = "unknown", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    wanted = ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"]
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count()
-    return {
-        "cpu_model": model,
-        "cpu_flags": [f for f in wanted if f in flags],
-        "cpus_usable": cpus,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch": torch.__version__,
-        "torch_threads_default": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def timed(fn):
@@ -115,7 +79,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "data_loader_cpu.json"))
     args = parser.parse_args(argv)
 
-    result: dict = {"benchmark": "data_loader", "machine": machine_info(), "load_average_start": load_average(),
+    result: dict = {"benchmark": "data_loader", "machine": machine_info(), "pillow_version": PIL.__version__,
+                    "load_average_start": load_average(),
                     "note": "2-core machine shared with other engineers' jobs: absolute numbers are noisy"}
     cache = Path(tempfile.mkdtemp(prefix="litezoo-bench-", dir=REPO / ".cache" if (REPO / ".cache").is_dir() else None))
     try:
@@ -183,11 +148,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     result["load_average_end"] = load_average()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    out = atomic_write_bytes((json.dumps(result, indent=2) + "\n").encode(), args.out)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

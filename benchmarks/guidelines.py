@@ -3,8 +3,8 @@
     python benchmarks/guidelines.py                 # 1 thread (the paper's ARM setting)
     python benchmarks/guidelines.py --threads 1 2   # one report per thread count
 
-Writes ``benchmarks/results/guidelines_<cpu-tag>.json``: the machine (lscpu model name, ISA flags such as
-avx512_bf16 / amx, torch version, threads, load average before and after), and every measured cell (batches/s,
+Writes ``benchmarks/results/guidelines_<cpu-tag>.json``: the machine (``litezoo.machine.machine_info``: CPU model,
+ISA flags such as avx512_bf16 / amx, torch version, git commit; plus lscpu's cache sizes), and every measured cell (batches/s,
 median / p10 / p90 ms, MACs and memory access bytes per image) beside the paper's numbers. Prints the tables.
 Time it on a quiet machine: other processes on the same cores make every number slower and noisier.
 """
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from litezoo.analysis.guidelines import format_guidelines, run_guidelines, write_json
-from litezoo.analysis.latency import cpu_tag, load_average
+from litezoo.machine import cpu_tag, load_average, machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -56,14 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         print(format_guidelines(report), flush=True)
         reports.append(report)
 
-    flags = cpu.get("Flags", "").split()
     result = {
         "command": "python benchmarks/guidelines.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cpu_tag": cpu_tag(),
+        "machine": machine_info(),
         "lscpu": {k: cpu[k] for k in ("Model name", "Architecture", "CPU(s)", "Thread(s) per core",
                                       "L1d cache", "L2 cache", "L3 cache", "Hypervisor vendor") if k in cpu},
-        "isa_flags": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
-                                  "amx_bf16", "amx_int8") if f in flags],
         "reports": reports,
     }
     out = args.out or str(RESULTS / f"guidelines_{cpu_tag()}.json")

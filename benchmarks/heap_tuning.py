@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -72,9 +71,9 @@ def main(argv=None) -> None:
         return
 
     from litezoo.fsutil import atomic_write_bytes
-    from litezoo.precision import cpu_info
+    from litezoo.machine import machine_info
 
-    result = {"benchmark": "heap_tuning", "machine": cpu_info() | {"python": platform.python_version()},
+    result = {"benchmark": "heap_tuning", "machine": machine_info(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": []}  # fmt: skip
     for name, batch in CASES:
         for _ in range(args.repeats):

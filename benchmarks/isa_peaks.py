@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -48,7 +47,7 @@ def measure(threads: int, repeats: int) -> dict:
     import torch
 
     sys.path.insert(0, str(REPO / "src"))
-    from litezoo.precision import cpu_native_bf16
+    from litezoo.machine import cpu_native_bf16
 
     torch.set_num_threads(threads)
     bf16, why = cpu_native_bf16()
@@ -100,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO / "src"))
     from litezoo.fsutil import atomic_write_bytes
-    from litezoo.precision import cpu_info
+    from litezoo.machine import machine_info
 
     result = {
         "benchmark": "isa_peaks",
         "command": "python benchmarks/isa_peaks.py",
-        "machine": {**cpu_info(), "python": platform.python_version(), "threads": args.threads,
-                    "load_average": list(os.getloadavg())},  # fmt: skip
+        "machine": machine_info(),
+        "threads": args.threads,  # what each child measured with (machine.threads is this process's setting)
         "configs": {},
     }
     for name, env in CONFIGS.items():

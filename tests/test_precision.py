@@ -1,4 +1,4 @@
-"""Device and precision choice by capability (capability and CPU flags monkeypatched), autocast, scaler."""
+"""Precision choice by capability (capability and CPU flags monkeypatched), autocast, scaler."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+from litezoo import machine as M
 from litezoo import precision as P
 from litezoo.errors import InputError
 
@@ -23,7 +24,7 @@ def cpu_as(monkeypatch):
 
     def set_cpu(capability: str, flags: frozenset[str]) -> None:
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-        monkeypatch.setattr(P, "cpu_flags", lambda: flags)
+        monkeypatch.setattr(M, "cpu_flags", lambda: flags)
 
     return set_cpu
 
@@ -104,33 +105,3 @@ def test_autocast_and_scaler_on_this_cpu():
     assert P.make_scaler(bf16, CPU) is None
     scaler = P.make_scaler(P.Precision("fp16", torch.float16, True, "test"), CPU)
     assert isinstance(scaler, torch.amp.GradScaler)
-
-
-def test_resolve_device(monkeypatch):
-    assert P.resolve_device("cpu") == CPU
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(P, "_mps_available", lambda: False)
-    assert P.resolve_device("auto") == CPU
-    with pytest.raises(InputError, match="no CUDA GPU is available"):
-        P.resolve_device("cuda")
-    with pytest.raises(InputError, match="MPS backend is not available"):
-        P.resolve_device("mps")
-    with pytest.raises(InputError, match="unknown device 'tpu'"):
-        P.resolve_device("tpu")
-    monkeypatch.setattr(P, "_mps_available", lambda: True)
-    assert P.resolve_device("auto") == torch.device("mps")  # mps before cpu
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert P.resolve_device("auto") == torch.device("cuda")  # cuda first
-    assert P.resolve_device("cuda:0") == torch.device("cuda:0")
-    with pytest.raises(InputError, match="only 1 CUDA GPU"):
-        P.resolve_device("cuda:1")
-
-
-def test_cpu_info_records_the_machine():
-    info = P.cpu_info()
-    assert set(info) >= {"model_name", "flags", "capability", "torch_version", "threads", "native_bf16"}
-    assert info["capability"] == torch.backends.cpu.get_cpu_capability()
-    assert info["torch_version"] == torch.__version__ and info["threads"] == torch.get_num_threads()
-    assert set(info["flags"]) <= set(P.cpu_flags())  # a subset of what /proc/cpuinfo lists
-    assert info["native_bf16"] == P.cpu_native_bf16()[0]

@@ -301,7 +301,8 @@ def evaluate_saved(
     """
     from litezoo.data import BatchLoader, open_dataset
     from litezoo.errors import InputError
-    from litezoo.precision import autocast, choose_precision, resolve_device
+    from litezoo.device import resolve_device
+    from litezoo.precision import autocast, choose_precision
 
     dev = resolve_device(device)
     precision = choose_precision(amp, dev)

@@ -1,4 +1,4 @@
-"""Device and mixed-precision choice, by measured capability rather than assumption.
+"""Mixed-precision choice, by measured capability rather than assumption.
 
 ``train.amp`` is ``auto`` | ``bf16`` | ``fp16`` | ``off``. What ``auto`` picks, device by device:
 
@@ -24,119 +24,16 @@ without native bf16 is an InputError (torch refuses it).
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
-import platform
-import re
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ContextManager
 
 import torch
 
 from litezoo.errors import InputError
+from litezoo.machine import cpu_native_bf16
 
 AMP_REQUESTS = ("auto", "bf16", "fp16", "off", "fp32")  # fp32 = off
-# CPU feature flags worth recording in run logs and benchmarks (x86 and aarch64 names, as /proc/cpuinfo spells them).
-_REPORTED_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
-    "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "asimd", "sve", "sve2", "bf16", "i8mm",
-)  # fmt: skip
-_X86_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Device
-
-
-def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
-
-
-def resolve_device(requested: str = "auto") -> torch.device:
-    """``auto``: cuda > mps > cpu. An explicit device that is not available is an InputError."""
-    r = str(requested).strip().lower()
-    if r == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if r == "cpu":
-        return torch.device("cpu")
-    if r == "cuda" or re.fullmatch(r"cuda:\d+", r):
-        if not torch.cuda.is_available():
-            built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only torch"
-            raise InputError(f"device {requested!r} requested, but no CUDA GPU is available ({built}); use cpu or auto")
-        device = torch.device(r)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"device {requested!r} requested, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
-        return device
-    if r == "mps":
-        if not _mps_available():
-            raise InputError("device 'mps' requested, but Apple's MPS backend is not available here; use cpu or auto")
-        return torch.device("mps")
-    raise InputError(f"unknown device {requested!r}; choose auto, cpu, cuda, cuda:N or mps")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CPU capability
-
-
-@functools.lru_cache(maxsize=1)
-def _proc_cpuinfo() -> tuple[str, frozenset[str]]:
-    """(model name, feature flags) of the first CPU in /proc/cpuinfo; flags empty where there is no such file."""
-    model, flags = "", frozenset()
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "cpu model", "hardware") and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:  # x86 says 'flags', aarch64 'Features'
-            flags = frozenset(value.split())
-    return model or platform.processor() or platform.machine(), flags
-
-
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as /proc/cpuinfo lists them (empty on systems without it)."""
-    return _proc_cpuinfo()[1]
-
-
-def cpu_native_bf16(capability: str | None = None, flags: frozenset[str] | None = None) -> tuple[bool, str]:
-    """Whether this CPU computes bf16 natively, and the evidence as a short phrase for messages."""
-    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
-    flags = cpu_flags() if flags is None else flags
-    x86 = [f for f in _X86_BF16_FLAGS if f in flags]
-    if x86 and capability.upper().startswith("AVX512"):
-        return True, f"{', '.join(x86)}; torch capability {capability}"
-    if "bf16" in flags and platform.machine().lower() in ("aarch64", "arm64"):
-        return True, f"aarch64 bf16 feature; torch capability {capability}"
-    if x86:  # the flags are there but torch runs its AVX2 (or older) kernels, e.g. ATEN_CPU_CAPABILITY=avx2
-        return False, f"torch capability {capability} despite the {', '.join(x86)} flag"
-    return False, f"torch capability {capability}, no avx512_bf16/amx_bf16 flag"
-
-
-def cpu_info() -> dict[str, Any]:
-    """What run logs and benchmarks record about the CPU."""
-    model, flags = _proc_cpuinfo()
-    capability = torch.backends.cpu.get_cpu_capability()
-    native, _ = cpu_native_bf16(capability, flags)
-    return {
-        "model_name": model,
-        "arch": platform.machine(),
-        "flags": [f for f in _REPORTED_FLAGS if f in flags],
-        "capability": capability,
-        "native_bf16": native,
-        "logical_cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-    }
 
 
 def _cuda_native_bf16(device: torch.device) -> bool:
@@ -250,10 +147,6 @@ def make_scaler(prec: Precision, device: torch.device) -> torch.amp.GradScaler |
 
 __all__ = [
     "AMP_REQUESTS",
-    "resolve_device",
-    "cpu_flags",
-    "cpu_native_bf16",
-    "cpu_info",
     "Precision",
     "choose_precision",
     "autocast",

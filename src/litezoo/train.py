@@ -448,7 +448,7 @@ def fit(
     callbacks: called on the main process with each epoch's metrics row; returning True stops training after
     that epoch (its checkpoint is written first).
     """
-    from litezoo.precision import resolve_device
+    from litezoo.device import resolve_device
 
     run_dir = Path(run_dir)
     progress = progress or Progress()

@@ -17,10 +17,12 @@ from typing import Any, Callable
 import yaml
 
 from litezoo.analysis.counting import trace_costs
-from litezoo.analysis.latency import machine_info, measure_latency, resolve_device, torch_threads
+from litezoo.analysis.latency import measure_latency, torch_threads
 from litezoo.analysis.loading import load_model
+from litezoo.device import resolve_device
 from litezoo.errors import InputError
 from litezoo.fsutil import atomic_write_bytes
+from litezoo.machine import machine_info
 
 TABLE_COLUMNS = ["name", "input_size", "params", "macs_paper", "flops_all", "mac_bytes", "latency_ms",
                  "latency_p10_ms", "latency_p90_ms", "test_top1", "test_top5"]

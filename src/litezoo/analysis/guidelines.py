@@ -32,15 +32,9 @@ import torch
 import torch.nn as nn
 
 from litezoo.analysis.counting import CostTrace
-from litezoo.analysis.latency import (
-    busy_warning,
-    load_average,
-    machine_info,
-    resolve_device,
-    summarize,
-    time_callable,
-    torch_threads,
-)
+from litezoo.analysis.latency import busy_warning, summarize, time_callable, torch_threads
+from litezoo.device import resolve_device
+from litezoo.machine import load_average, machine_info
 
 # ----------------------------------------------------------------------------------------------------------
 # The paper's tables (ShuffleNet V2, Tables 1–4), transcribed. GPU: batches/s on a GTX 1080Ti; ARM: images/s

@@ -4,64 +4,23 @@ A latency number is meaningless without its conditions, so every result carries 
 first calls pay for allocation, oneDNN primitive creation and cache misses), many timed runs reported as the
 median with the 10th/90th percentiles (the mean is skewed by the occasional preemption on a shared machine),
 the thread count, the torch version and the CPU model / ISA (or GPU name and compute capability). On CUDA
-kernels launch asynchronously, so the clock is only read after ``torch.cuda.synchronize()``.
+and MPS kernels launch asynchronously, so the clock is only read after the device has finished
+(:func:`litezoo.device.synchronize`). The machine block is :func:`litezoo.machine.machine_info`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import statistics
 import time
-from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
 
+from litezoo.device import resolve_device, synchronize
 from litezoo.errors import InputError
-
-# CPU features that decide which kernels oneDNN / ATen pick (and so how fast a model runs).
-_INTERESTING_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
-    "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "sve",
-)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"``: CUDA if available, else CPU. Asking for an absent device is bad input."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"device {device!r} is not supported for timing (use cpu or cuda)")
-    return dev
-
-
-@lru_cache(maxsize=1)
-def _cpu_info() -> tuple[str, tuple[str, ...]]:
-    """CPU model name and feature flags from /proc/cpuinfo (x86: "model name"/"flags"; ARM: "Features")."""
-    model, flags = "", ()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Model") and not model:
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = tuple(value.split())
-    except OSError:  # not Linux: keep what platform knows
-        pass
-    return model or platform.processor() or platform.machine(), flags
+from litezoo.machine import machine_info
 
 
 @contextlib.contextmanager
@@ -80,14 +39,6 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def load_average() -> float | None:
-    """1-minute load average (None where the OS has none). Above the CPU count, timings are contended."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
-
-
 def busy_warning(info: dict[str, Any]) -> str | None:
     """A sentence for people when other work was competing for the CPUs during a timing."""
     load, cpus = info.get("load_average"), info.get("cpu_count") or 1
@@ -99,62 +50,20 @@ def busy_warning(info: dict[str, Any]) -> str | None:
     )
 
 
-def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:
-    """What a timing depends on: CPU model and ISA, threads, load, versions, GPU (if used)."""
-    dev = torch.device(device)
-    model, flags = _cpu_info()
-    info: dict[str, Any] = {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the ATen kernel ISA in use
-        "cpu_flags": [f for f in _INTERESTING_FLAGS if f in flags],
-        "threads": torch.get_num_threads(),
-        "load_average": load_average(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "mkldnn": torch.backends.mkldnn.is_available(),
-    }
-    if dev.type == "cuda":
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        info["gpu_name"] = torch.cuda.get_device_name(index)
-        info["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability(index)))
-        info["cuda_version"] = torch.version.cuda
-        info["cudnn_version"] = torch.backends.cudnn.version()
-    return info
-
-
-def cpu_tag() -> str:
-    """A short file-name-safe name for this machine class, e.g. ``x86_64-avx512-amx-2cpu``."""
-    _, flags = _cpu_info()
-    parts = [platform.machine() or "cpu", torch.backends.cpu.get_cpu_capability().lower()]
-    if "amx_tile" in flags:
-        parts.append("amx")
-    parts.append(f"{os.cpu_count()}cpu")
-    return "-".join(p.replace(" ", "_") for p in parts)
-
-
-def _synchronizer(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
 def time_callable(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -> list[float]:
     """Milliseconds of each of ``runs`` calls of ``fn`` after ``warmup`` untimed calls."""
     if not isinstance(warmup, int) or warmup < 0:
         raise InputError(f"warmup must be a non-negative integer, got {warmup!r}")
     if not isinstance(runs, int) or runs < 1:
         raise InputError(f"runs must be a positive integer, got {runs!r}")
-    sync = _synchronizer(device)
     for _ in range(warmup):
         fn()
-    sync()
+    synchronize(device)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         fn()
-        sync()  # on CUDA the call only queued kernels: wait for them before reading the clock
+        synchronize(device)  # on CUDA/MPS the call only queued kernels: wait for them before reading the clock
         times.append((time.perf_counter() - start) * 1e3)
     return times
 

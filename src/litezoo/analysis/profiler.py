@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from litezoo.analysis.counting import CostTrace, example_input
-from litezoo.analysis.latency import busy_warning, measure_latency, resolve_device, torch_threads
+from litezoo.analysis.latency import busy_warning, measure_latency, torch_threads
+from litezoo.device import resolve_device
 
 # Every number's convention, written into the JSON output and the table's footer.
 CONVENTIONS = {
