@@ -60,6 +60,9 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="cache folder (default: $LITEZOO_CACHE or ~/.cache/litezoo)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only N images (class-balanced)")
     p.add_argument("--no-download", action="store_true", help="never download (cifar10): fail if no local copy")
+    p.add_argument("--class-names", default=None, metavar="PATH",
+                   help="file of display names for the class folders (default: classes.txt at the dataset root; "
+                   "ImageNet names for WordNet-id folders)")
 
 
 def _missing_action(args: argparse.Namespace) -> int:
@@ -88,7 +91,8 @@ def _open(args: argparse.Namespace, split: str):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", BadImageWarning)
             ds = open_dataset(args.data, split, image_size=args.image_size, cache_dir=args.cache_dir,
-                              download=not args.no_download, limit=args.limit, progress=progress)
+                              download=not args.no_download, limit=args.limit, progress=progress,
+                              class_names=args.class_names)
     finally:
         if bar is not None:
             bar.close()
@@ -106,6 +110,7 @@ def _summary(ds) -> dict:
         "source": ds.source,
         "num_images": len(ds),
         "classes": ds.classes,
+        "class_folders": ds.class_folders,
         "counts": ds.class_counts(),
         "image_size": ds.image_size,
         "stored_size": ds.stored_size,
@@ -113,6 +118,8 @@ def _summary(ds) -> dict:
         "std": list(ds.std),
         "skipped": ds.skipped,
         "skipped_reasons": ds.skipped_reasons,
+        "small_images": {p: list(wh) for p, wh in ds.small_images.items()},
+        "pixel_notes": ds.pixel_notes,
         "cache": str(ds.cache_path),
     }
 
@@ -154,7 +161,9 @@ def run_info(args: argparse.Namespace) -> int:
 
     splits = []
     texts = []
-    for split in dataset_splits(args.data):
+    # a folder without split folders (or an empty one) has no splits: opening "train" raises the same
+    # message `data show` and `train` give (exit 2) instead of printing nothing
+    for split in dataset_splits(args.data) or ["train"]:
         ds = _open(args, split)
         splits.append(_summary(ds))
         texts.append(_counts_text(ds) + f"\ncache: {ds.cache_path}")

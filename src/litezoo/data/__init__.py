@@ -11,18 +11,25 @@ This package knows nothing about models or run configs: the trainer passes plain
 """
 
 from litezoo.data.cache import default_cache_dir
+from litezoo.data.classnames import imagenet_class_names, imagenet_name, imagenet_wnids
 from litezoo.data.datasets import ImageDataset, dataset_splits, open_dataset
-from litezoo.data.errors import BadImageWarning, DatasetError
+from litezoo.data.errors import BadImageWarning, DatasetError, DataWarning, PixelRangeWarning, SmallImageWarning
 from litezoo.data.loader import BatchLoader
 from litezoo.data.preview import save_sample_grid
 
 __all__ = [
     "BadImageWarning",
     "BatchLoader",
+    "DataWarning",
     "DatasetError",
     "ImageDataset",
+    "PixelRangeWarning",
+    "SmallImageWarning",
     "dataset_splits",
     "default_cache_dir",
+    "imagenet_class_names",
+    "imagenet_name",
+    "imagenet_wnids",
     "open_dataset",
     "save_sample_grid",
 ]

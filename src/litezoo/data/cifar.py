@@ -57,12 +57,27 @@ class CifarSource:
 
     def fingerprint(self, split: str) -> list:
         """(name, size, mtime_ns) of what the split is read from: the cache key's file list."""
-        names = [self.path] if self.archive else [self.path / n for n in _FILES[self.kind][split]]
+        if self.archive:
+            names = [self.path]
+        else:
+            self.check_complete()
+            names = [self.path / n for n in _FILES[self.kind][split]]
         out = []
         for p in names:
             st = p.stat()
             out.append([p.name, st.st_size, st.st_mtime_ns])
         return out
+
+    def check_complete(self) -> None:
+        """Raise a DatasetError naming every missing batch file of a (non-archive) batches folder."""
+        files = _FILES[self.kind]
+        expected = files["train"] + files["test"] + [files["meta"]]
+        missing = [n for n in expected if not (self.path / n).is_file()]
+        if missing:
+            raise DatasetError(
+                f"{self.path}: missing CIFAR-10 file(s) {', '.join(missing)}; a complete "
+                f"cifar-10-batches-{'py' if self.kind == 'python' else 'bin'} folder holds {', '.join(expected)}"
+            )
 
     def read(self, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """All images of ``split`` as uint8 (N, 32, 32, 3), labels int64 (N,), class names."""
@@ -82,9 +97,7 @@ class CifarSource:
 
     def _read_members(self, names: list[str]) -> dict[str, bytes]:
         if not self.archive:
-            missing = [n for n in names if not (self.path / n).is_file()]
-            if missing:
-                raise DatasetError(f"{self.path}: missing CIFAR-10 file(s) {', '.join(missing)}")
+            self.check_complete()
             return {n: (self.path / n).read_bytes() for n in names}
         found: dict[str, bytes] = {}
         folder = "cifar-10-batches-py" if self.kind == "python" else "cifar-10-batches-bin"

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from litezoo.data import cifar
+from litezoo.data.classnames import display_names, read_class_names
 from litezoo.data.cache import (
     DATA_OFFSET,
     CacheContents,
@@ -49,11 +50,11 @@ from litezoo.data.cache import (
     write_json_atomic,
 )
 from litezoo.data.decode import IMAGE_EXTENSIONS, Fit, decode_files, sniff_square_size
-from litezoo.data.errors import BadImageWarning, DatasetError
+from litezoo.data.errors import BadImageWarning, DatasetError, PixelRangeWarning, SmallImageWarning
 
 log = logging.getLogger("litezoo.data")
 
-PREPROCESS_VERSION = 1  # bump when decoding/preprocessing changes: every cache is rebuilt
+PREPROCESS_VERSION = 2  # bump when decoding/preprocessing changes: every cache is rebuilt
 DEFAULT_IMAGE_SIZE = 224  # image folders of photos
 SMALL_IMAGE_MAX = 64  # at or below: CIFAR-style data (no random-resized-crop, no 1.14x train cache)
 TRAIN_CACHE_SCALE = 256 / 224  # photos: train cache side / image_size (room for random-resized-crop)
@@ -68,6 +69,7 @@ _SPLIT_CHOICES = {
     "valid": ("valid", "val", "test"),
 }
 _MAX_LISTED = 20  # bad files named in the warning line; all are in ImageDataset.skipped
+SMALL_FRACTION = 4  # warn about images whose shorter side is below image_size / SMALL_FRACTION
 
 ProgressFn = Callable[[int, int], None]
 
@@ -78,7 +80,7 @@ class ImageDataset:
 
     images: np.ndarray  # uint8 (N, H, W, 3), H = W = stored_size
     labels: np.ndarray  # int64 (N,)
-    classes: list[str]
+    classes: list[str]  # display names (see litezoo.data.classnames); labels index this list
     mean: tuple[float, float, float]  # of the TRAIN split, in [0, 1]
     std: tuple[float, float, float]
     image_size: int  # what the model sees (the loader crops/resizes stored_size to this)
@@ -89,6 +91,9 @@ class ImageDataset:
     skipped: list[str] = field(default_factory=list)  # absolute paths of bad files left out
     skipped_reasons: dict[str, str] = field(default_factory=dict)  # path -> why
     decoded: bool = False  # True if this call decoded the files (False: the cache was reused)
+    class_folders: list[str] = field(default_factory=list)  # the folder names behind ``classes``, same order
+    small_images: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (w, h), far below image_size
+    pixel_notes: dict[str, str] = field(default_factory=dict)  # path -> how an I/F image's range was guessed
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -122,10 +127,11 @@ def open_dataset(
     limit: int | None = None,
     progress: ProgressFn | None = None,
     workers: int | None = None,
+    class_names: str | os.PathLike | None = None,
 ) -> ImageDataset:
     """Open ``split`` of the dataset ``spec``, decoding it into the cache the first time.
 
-    ``spec``: an image-folder root (``root/{train,test|val|valid}/<class>/*.{jpg,jpeg,png,bmp,webp}``), a
+    ``spec``: an image-folder root (``root/{train,test|val|valid}/<class>/*.{jpg,png,bmp,webp,tif}``), a
     ``cifar-10-batches-py`` / ``-bin`` folder (or its parent), a ``.tar.gz`` of one, or the name
     ``"cifar10"`` (looked for in ``cache_dir``; downloaded there, md5-checked, if ``download``).
     ``split``: "train" or "test"; "val"/"valid" are aliases, and for folders "test" means whichever of
@@ -133,8 +139,13 @@ def open_dataset(
     its images share one square size, else 224. ``cache_dir`` None: ``$LITEZOO_CACHE`` or
     ``~/.cache/litezoo``. ``limit``: keep N images (class-balanced, see the module doc). ``progress``:
     called as ``progress(done, total)`` while decoding. ``workers``: decoding processes (default: CPUs).
+    ``class_names``: a file of display names for the class folders (default: ``classes.txt`` at the
+    root, else ImageNet names for WordNet-id folders; see :mod:`litezoo.data.classnames`).
 
     Bad image files are skipped and listed in one :class:`BadImageWarning` line (and in ``.skipped``).
+    Images whose shorter side is below ``image_size / 4`` are listed in one :class:`SmallImageWarning`
+    line (``.small_images``); 32-bit integer or float images whose value range had to be guessed, in one
+    :class:`PixelRangeWarning` line (``.pixel_notes``).
     Raises :class:`DatasetError` for a missing path, an unknown name, an empty class folder, a split
     without images, or class folders that differ between splits.
     """
@@ -148,10 +159,16 @@ def open_dataset(
     source = _resolve_source(spec, cache_root, download, progress)
     if isinstance(source, cifar.CifarSource):
         ds = _open_cifar(source, split, image_size, cache_root, limit, progress)
+        if class_names is not None:
+            ds.classes = read_class_names(class_names, ds.class_folders)
     else:
-        ds = _open_folder(source, split, image_size, cache_root, limit, progress, workers)
+        ds = _open_folder(source, split, image_size, cache_root, limit, progress, workers, class_names)
     if ds.skipped:
         warnings.warn(_skipped_line(ds), BadImageWarning, stacklevel=2)
+    if ds.small_images:
+        warnings.warn(_small_line(ds), SmallImageWarning, stacklevel=2)
+    if ds.pixel_notes:
+        warnings.warn(_notes_line(ds), PixelRangeWarning, stacklevel=2)
     return ds
 
 
@@ -246,6 +263,7 @@ def _open_cifar(source: cifar.CifarSource, split: str, image_size, cache_root: P
         images=contents.images, labels=contents.labels, classes=list(contents.meta["classes"]),
         mean=mean, std=std, image_size=size, root=source.path, split=split,
         source=f"cifar10-{source.kind}", cache_path=slot, decoded=decoded,
+        class_folders=list(contents.meta["classes"]),
     )
 
 
@@ -294,7 +312,8 @@ class _Listing:
     fingerprint: list  # [relative path, size, mtime_ns] per file
 
 
-def _open_folder(root: Path, split: str, image_size, cache_root: Path, limit, progress, workers) -> ImageDataset:
+def _open_folder(root: Path, split: str, image_size, cache_root: Path, limit, progress, workers,
+                 class_names) -> ImageDataset:
     present = [s for s in SPLIT_FOLDERS if (root / s).is_dir()]
     if not present:
         raise DatasetError(_no_split_message(root))
@@ -339,10 +358,12 @@ def _open_folder(root: Path, split: str, image_size, cache_root: Path, limit, pr
     full_train = contents if folder == "train" and limit is None else None
     mean, std = _folder_stats(train, train_fit, cache_root, workers, full_train)
     meta = contents.meta
+    small = {path: (w, h) for path, (w, h) in meta["upscaled"].items() if min(w, h) * SMALL_FRACTION < size}
     return ImageDataset(
-        images=contents.images, labels=contents.labels, classes=list(meta["classes"]), mean=mean, std=std,
-        image_size=size, root=root, split=folder, source="image-folder", cache_path=slot,
+        images=contents.images, labels=contents.labels, classes=display_names(root, meta["classes"], class_names),
+        mean=mean, std=std, image_size=size, root=root, split=folder, source="image-folder", cache_path=slot,
         skipped=list(meta["skipped"]), skipped_reasons=dict(meta["reasons"]), decoded=decoded,
+        class_folders=list(meta["classes"]), small_images=small, pixel_notes=dict(meta["notes"]),
     )
 
 
@@ -373,6 +394,10 @@ def _build_folder_cache(slot, key, folder: Path, classes, paths, labels, fit: Fi
         writer.finish(keep, labels[keep], {
             "key": key, "classes": classes, "skipped": [paths[i] for i in bad],
             "reasons": {paths[i]: result.failures[i] for i in bad}, "fit": fit.describe(),
+            # files upscaled into the cache (shorter side < crop): the small-image warning filters them by
+            # the image_size asked for when opened, which the cache key does not always pin down
+            "upscaled": {paths[i]: list(wh) for i, wh in sorted(result.upscaled.items())},
+            "notes": {paths[i]: note for i, note in sorted(result.notes.items())},
         })
     except BaseException:
         writer.abort()
@@ -528,3 +553,24 @@ def _skipped_line(ds: ImageDataset) -> str:
         items.append(f"{shown} ({ds.skipped_reasons.get(path, 'unreadable')})")
     more = f" ... and {len(ds.skipped) - _MAX_LISTED} more (see .skipped)" if len(ds.skipped) > _MAX_LISTED else ""
     return f"{base}: skipped {len(ds.skipped)} unreadable image file(s): {', '.join(items)}{more}"
+
+
+def _listed(ds: ImageDataset, paths: list[str], describe) -> str:
+    base = Path(ds.root) / ds.split
+    shown = [f"{os.path.relpath(p, base)} ({describe(p)})" for p in paths[:_MAX_LISTED]]
+    more = f" ... and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else ""
+    return ", ".join(shown) + more
+
+
+def _small_line(ds: ImageDataset) -> str:
+    paths = sorted(ds.small_images)
+    items = _listed(ds, paths, lambda p: "x".join(map(str, ds.small_images[p])))
+    return (f"{Path(ds.root) / ds.split}: {len(paths)} image(s) far smaller than the training size "
+            f"{ds.image_size} px (shorter side < {ds.image_size / SMALL_FRACTION:g} px) become blurry or flat "
+            f"tiles (see .small_images): {items}")
+
+
+def _notes_line(ds: ImageDataset) -> str:
+    paths = sorted(ds.pixel_notes)
+    return (f"{Path(ds.root) / ds.split}: guessed the value range of {len(paths)} 32-bit integer/float "
+            f"image(s) (see .pixel_notes): {_listed(ds, paths, ds.pixel_notes.get)}")

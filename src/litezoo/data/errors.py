@@ -12,5 +12,18 @@ class DatasetError(InputError):
     """
 
 
-class BadImageWarning(UserWarning):
+class DataWarning(UserWarning):
+    """Something about the data the user should know, in one line (the CLI prints it as ``warning: ...``)."""
+
+
+class BadImageWarning(DataWarning):
     """Some image files could not be decoded and were left out (listed once, in one line)."""
+
+
+class SmallImageWarning(DataWarning):
+    """Some images are far smaller than the training size (shorter side < image_size / 4): they become
+    blurry or flat tiles (listed once, in one line)."""
+
+
+class PixelRangeWarning(DataWarning):
+    """The value range of some 32-bit integer (I) or float (F) images had to be guessed (listed once)."""
