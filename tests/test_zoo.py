@@ -123,3 +123,19 @@ def test_list_models_pattern_and_cifar_forms() -> None:
     assert {"shufflenet_v1", "shufflenet_v2", "mobilenet_v1", "squeezenet", "efficientnet", "vgg", "vit"} <= families
     assert len(litezoo.list_models("efficientnet_b?", include_cifar=False)) == 8
     assert len(litezoo.list_models("vgg*", include_cifar=False)) >= 8
+
+
+def test_options_come_from_the_family_builder() -> None:
+    """Variants take ``**kwargs``; the registry reads the allowed options from the family's builder signature."""
+    assert model_info("efficientnet_b0").options == ("drop_rate", "drop_path_rate")
+    assert model_info("squeezenet1_1_cifar").options == ("batch_norm", "drop_rate")
+    # The variant fixes the architecture: a positional knob of the class is not an option.
+    with pytest.raises(ValueError, match="no option.*bypass.*takes: batch_norm, drop_rate"):
+        litezoo.create_model("squeezenet1_1", bypass="simple")
+    with torch.device("meta"):
+        # A variant's own default (B7's classifier dropout is 0.5, B0's 0.2) and a caller's override.
+        assert litezoo.create_model("efficientnet_b7").head.drop_rate == 0.5
+        assert litezoo.create_model("efficientnet_b0").head.drop_rate == 0.2
+        assert litezoo.create_model("efficientnet_b7", drop_rate=0.1).head.drop_rate == 0.1
+        bn = litezoo.create_model("squeezenet1_1", batch_norm=True)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules())

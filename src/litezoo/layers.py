@@ -154,11 +154,6 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def check_divisible(what: str, channels: int, groups: int) -> None:
-    if channels % groups:
-        raise ValueError(f"{what}: {channels} channels are not divisible by groups={groups}")
-
-
 __all__ = [
     "make_divisible",
     "channel_shuffle",
@@ -168,5 +163,4 @@ __all__ = [
     "ClassifierHead",
     "ZooModel",
     "init_weights",
-    "check_divisible",
 ]

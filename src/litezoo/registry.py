@@ -1,10 +1,15 @@
 """One registry for the model zoo.
 
-A family file registers each variant's builder with ``@register_model``::
+A family file registers each variant as a one-line function that forwards its keyword arguments to the
+family's class (or private builder), as torchvision does::
 
-    @register_model(family="shufflenet_v2", default_size=224)
-    def shufflenet_v2_x1_0(*, num_classes=1000, in_chans=3, small_input=False):
-        return _shufflenet_v2([4, 8, 4], [24, 116, 232, 464, 1024], ...)
+    @register_model(family="shufflenet_v2", builder=ShuffleNetV2)
+    def shufflenet_v2_x1_0(**kwargs):
+        return ShuffleNetV2([4, 8, 4], [24, 116, 232, 464, 1024], **kwargs)
+
+The variant fixes the architecture (positional arguments); the ``builder``'s keyword-only parameters are the
+options a user may set (``num_classes``, ``in_chans``, ``small_input`` and the family's own, e.g.
+``drop_rate``). The registry reads them from ``builder``'s signature to reject unknown options with one line.
 
 Every builder takes ``small_input``: the CIFAR (32 px) form of the network (a stride-1 stem without the
 early max-pool, so 32 px images are not shrunk to 1x1). The registry exposes that form under its own name,
@@ -17,11 +22,15 @@ import difflib
 import fnmatch
 import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch.nn as nn
+from litezoo.errors import InputError
+
+if TYPE_CHECKING:  # the registry itself never needs torch; the family files do
+    import torch.nn as nn
 
 CIFAR_SUFFIX = "_cifar"
+_REQUIRED_OPTIONS = ("num_classes", "in_chans", "small_input")
 
 
 @dataclass(frozen=True)
@@ -29,26 +38,39 @@ class ModelInfo:
     name: str
     family: str
     default_size: int  # the input resolution the variant was designed for (px, square)
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., nn.Module]  # the registered variant function
     small_input: bool  # True for the registered CIFAR form
+    options: tuple[str, ...]  # keyword options a caller may pass besides num_classes / in_chans
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(*, family: str, default_size: int = 224, cifar_size: int = 32):
-    """Register a builder under its function name, and its CIFAR form under ``<name>_cifar``."""
+def _keyword_options(fn: Callable) -> tuple[str, ...]:
+    """``fn``'s keyword-only parameters: the options (positional parameters are the architecture)."""
+    return tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY)
+
+
+def register_model(
+    *, family: str, builder: Callable[..., nn.Module] | None = None, default_size: int = 224, cifar_size: int = 32
+):
+    """Register a variant under its function name, and its CIFAR form under ``<name>_cifar``.
+
+    ``builder``: the class or private builder the variant passes ``**kwargs`` to; its keyword parameters are the
+    variant's options. Leave it out when the variant spells its options itself.
+    """
 
     def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        params = inspect.signature(fn).parameters
-        for required in ("num_classes", "in_chans", "small_input"):
-            if required not in params:
-                raise TypeError(f"model builder {fn.__name__} must take a '{required}' argument")
+        accepted = _keyword_options(builder if builder is not None else fn)
+        for required in _REQUIRED_OPTIONS:
+            if required not in accepted:
+                raise TypeError(f"model builder {(builder or fn).__name__} must take a '{required}' argument")
         name = fn.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelInfo(name, family, default_size, fn, small_input=False)
-        _REGISTRY[name + CIFAR_SUFFIX] = ModelInfo(name + CIFAR_SUFFIX, family, cifar_size, fn, small_input=True)
+        options = tuple(o for o in accepted if o not in _REQUIRED_OPTIONS)
+        _REGISTRY[name] = ModelInfo(name, family, default_size, fn, False, options)
+        _REGISTRY[name + CIFAR_SUFFIX] = ModelInfo(name + CIFAR_SUFFIX, family, cifar_size, fn, True, options)
         return fn
 
     return decorate
@@ -73,7 +95,7 @@ def model_info(name: str) -> ModelInfo:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `litezoo models` for the list"
-        raise ValueError(f"unknown model {name!r}{hint}")
+        raise InputError(f"unknown model {name!r}{hint}")
     return _REGISTRY[name]
 
 
@@ -81,14 +103,13 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **option
     """Build a registered model. ``options`` are the builder's own keyword arguments (e.g. ``drop_rate``)."""
     info = model_info(name)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
     if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
-        raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
-    allowed = set(inspect.signature(info.builder).parameters) - {"num_classes", "in_chans", "small_input"}
-    unknown = sorted(set(options) - allowed)
+        raise InputError(f"in_chans must be a positive integer, got {in_chans!r}")
+    unknown = sorted(set(options) - set(info.options))
     if unknown:
-        raise ValueError(
-            f"model {name!r} has no option(s) {', '.join(unknown)}; it takes: {', '.join(sorted(allowed)) or 'none'}"
+        raise InputError(
+            f"model {name!r} has no option(s) {', '.join(unknown)}; it takes: {', '.join(info.options) or 'none'}"
         )
     model = info.builder(num_classes=num_classes, in_chans=in_chans, small_input=info.small_input, **options)
     # Recorded on the instance so checkpoints, profiler and exporter can name what they hold.

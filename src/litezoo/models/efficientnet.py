@@ -167,131 +167,51 @@ def scaled_stages(width: float, depth: float) -> tuple[int, list[list[int]], int
     return make_divisible(_B0_STEM * width, 8), stages, make_divisible(_B0_HEAD * width, 8)
 
 
-def _efficientnet(
-    *,
-    width: float,
-    depth: float,
-    num_classes: int,
-    in_chans: int,
-    small_input: bool,
-    drop_rate: float,
-    drop_path_rate: float,
-) -> EfficientNet:
+def _efficientnet(width: float, depth: float, drop_rate: float, /, **kwargs) -> EfficientNet:
+    """EfficientNet scaled by ``width``/``depth``; ``drop_rate`` is the variant's default classifier dropout."""
     stem_chs, stages, head_chs = scaled_stages(width, depth)
-    return EfficientNet(
-        stages,
-        stem_chs,
-        head_chs,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+    kwargs.setdefault("drop_rate", drop_rate)  # a caller's drop_rate wins over the variant's
+    return EfficientNet(stages, stem_chs, head_chs, **kwargs)
 
 
-# Per variant: width, depth (arguments below), resolution (default_size) and dropout (drop_rate default).
+# Per variant: width, depth, classifier dropout (paper / reference implementation); resolution is default_size.
 
 
-@register_model(family="efficientnet", default_size=224)
-def efficientnet_b0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.2, drop_path_rate=0.2):
-    return _efficientnet(
-        width=1.0,
-        depth=1.0,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="efficientnet", builder=EfficientNet, default_size=224)
+def efficientnet_b0(**kwargs):
+    return _efficientnet(1.0, 1.0, 0.2, **kwargs)
 
 
-@register_model(family="efficientnet", default_size=240)
-def efficientnet_b1(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.2, drop_path_rate=0.2):
-    return _efficientnet(
-        width=1.0,
-        depth=1.1,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="efficientnet", builder=EfficientNet, default_size=240)
+def efficientnet_b1(**kwargs):
+    return _efficientnet(1.0, 1.1, 0.2, **kwargs)
 
 
-@register_model(family="efficientnet", default_size=260)
-def efficientnet_b2(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.3, drop_path_rate=0.2):
-    return _efficientnet(
-        width=1.1,
-        depth=1.2,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="efficientnet", builder=EfficientNet, default_size=260)
+def efficientnet_b2(**kwargs):
+    return _efficientnet(1.1, 1.2, 0.3, **kwargs)
 
 
-@register_model(family="efficientnet", default_size=300)
-def efficientnet_b3(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.3, drop_path_rate=0.2):
-    return _efficientnet(
-        width=1.2,
-        depth=1.4,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="efficientnet", builder=EfficientNet, default_size=300)
+def efficientnet_b3(**kwargs):
+    return _efficientnet(1.2, 1.4, 0.3, **kwargs)
 
 
-@register_model(family="efficientnet", default_size=380)
-def efficientnet_b4(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.4, drop_path_rate=0.2):
-    return _efficientnet(
-        width=1.4,
-        depth=1.8,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="efficientnet", builder=EfficientNet, default_size=380)
+def efficientnet_b4(**kwargs):
+    return _efficientnet(1.4, 1.8, 0.4, **kwargs)
 
 
-@register_model(family="efficientnet", default_size=456)
-def efficientnet_b5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.4, drop_path_rate=0.2):
-    return _efficientnet(
-        width=1.6,
-        depth=2.2,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="efficientnet", builder=EfficientNet, default_size=456)
+def efficientnet_b5(**kwargs):
+    return _efficientnet(1.6, 2.2, 0.4, **kwargs)
 
 
-@register_model(family="efficientnet", default_size=528)
-def efficientnet_b6(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5, drop_path_rate=0.2):
-    return _efficientnet(
-        width=1.8,
-        depth=2.6,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="efficientnet", builder=EfficientNet, default_size=528)
+def efficientnet_b6(**kwargs):
+    return _efficientnet(1.8, 2.6, 0.5, **kwargs)
 
 
-@register_model(family="efficientnet", default_size=600)
-def efficientnet_b7(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5, drop_path_rate=0.2):
-    return _efficientnet(
-        width=2.0,
-        depth=3.1,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="efficientnet", builder=EfficientNet, default_size=600)
+def efficientnet_b7(**kwargs):
+    return _efficientnet(2.0, 3.1, 0.5, **kwargs)

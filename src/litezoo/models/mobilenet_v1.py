@@ -83,50 +83,28 @@ _LAYERS = [
 ]
 
 
-def _mobilenet_v1(
-    alpha: float,
-    *,
-    num_classes: int,
-    in_chans: int,
-    small_input: bool,
-    drop_rate: float,
-) -> MobileNetV1:
+def _mobilenet_v1(alpha: float, **kwargs) -> MobileNetV1:
     """MobileNet with width multiplier ``alpha`` (channels alpha*C rounded to a multiple of 8, as the TF reference
     does; exact for the paper's 0.25, 0.5, 0.75, 1.0)."""
     layers = [(make_divisible(chs * alpha, 8), stride) for chs, stride in _LAYERS]
-    return MobileNetV1(
-        make_divisible(_STEM_CHANNELS * alpha, 8),
-        layers,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+    return MobileNetV1(make_divisible(_STEM_CHANNELS * alpha, 8), layers, **kwargs)
 
 
-@register_model(family="mobilenet_v1", default_size=224)
-def mobilenet_v1_x0_25(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _mobilenet_v1(
-        0.25, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="mobilenet_v1", builder=MobileNetV1)
+def mobilenet_v1_x0_25(**kwargs):
+    return _mobilenet_v1(0.25, **kwargs)
 
 
-@register_model(family="mobilenet_v1", default_size=224)
-def mobilenet_v1_x0_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _mobilenet_v1(
-        0.5, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="mobilenet_v1", builder=MobileNetV1)
+def mobilenet_v1_x0_5(**kwargs):
+    return _mobilenet_v1(0.5, **kwargs)
 
 
-@register_model(family="mobilenet_v1", default_size=224)
-def mobilenet_v1_x0_75(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _mobilenet_v1(
-        0.75, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="mobilenet_v1", builder=MobileNetV1)
+def mobilenet_v1_x0_75(**kwargs):
+    return _mobilenet_v1(0.75, **kwargs)
 
 
-@register_model(family="mobilenet_v1", default_size=224)
-def mobilenet_v1_x1_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _mobilenet_v1(
-        1.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="mobilenet_v1", builder=MobileNetV1)
+def mobilenet_v1_x1_0(**kwargs):
+    return _mobilenet_v1(1.0, **kwargs)

@@ -139,15 +139,7 @@ _STAGE_REPEATS = [4, 8, 4]  # the first unit of each stage has stride 2
 _STEM_CHANNELS = {0.5: 12, 1.0: 24, 1.5: 24, 2.0: 48}
 
 
-def _shufflenet_v1(
-    groups: int,
-    width: float,
-    *,
-    num_classes: int,
-    in_chans: int,
-    small_input: bool,
-    drop_rate: float,
-) -> ShuffleNetV1:
+def _shufflenet_v1(groups: int, width: float, **kwargs) -> ShuffleNetV1:
     """ShuffleNet ``width``x with ``groups`` groups; ValueError for combos that are undefined or don't divide."""
     if groups not in _STAGE_CHANNELS:
         raise ValueError(
@@ -170,16 +162,7 @@ def _shufflenet_v1(
                 f"has {out_chs // 4} channels (out {out_chs} / 4), not divisible by groups={groups}"
             )
         stage_channels.append(out_chs)
-    return ShuffleNetV1(
-        _STAGE_REPEATS,
-        stage_channels,
-        stem,
-        groups,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+    return ShuffleNetV1(_STAGE_REPEATS, stage_channels, stem, groups, **kwargs)
 
 
 # Registered: every (g, width) of the paper's g in {1, 2, 3, 4, 8} x {0.5, 1.0, 1.5, 2.0} whose channels divide.
@@ -187,113 +170,81 @@ def _shufflenet_v1(
 # g=4 at 0.5x (34 ch) and 1.5x (102 ch).
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g1_x0_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        1, 0.5, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g1_x0_5(**kwargs):
+    return _shufflenet_v1(1, 0.5, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g1_x1_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        1, 1.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g1_x1_0(**kwargs):
+    return _shufflenet_v1(1, 1.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g1_x1_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        1, 1.5, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g1_x1_5(**kwargs):
+    return _shufflenet_v1(1, 1.5, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g1_x2_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        1, 2.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g1_x2_0(**kwargs):
+    return _shufflenet_v1(1, 2.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g2_x1_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        2, 1.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g2_x1_0(**kwargs):
+    return _shufflenet_v1(2, 1.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g2_x2_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        2, 2.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g2_x2_0(**kwargs):
+    return _shufflenet_v1(2, 2.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g3_x0_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        3, 0.5, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g3_x0_5(**kwargs):
+    return _shufflenet_v1(3, 0.5, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g3_x1_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        3, 1.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g3_x1_0(**kwargs):
+    return _shufflenet_v1(3, 1.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g3_x1_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        3, 1.5, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g3_x1_5(**kwargs):
+    return _shufflenet_v1(3, 1.5, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g3_x2_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        3, 2.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g3_x2_0(**kwargs):
+    return _shufflenet_v1(3, 2.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g4_x1_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        4, 1.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g4_x1_0(**kwargs):
+    return _shufflenet_v1(4, 1.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g4_x2_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        4, 2.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g4_x2_0(**kwargs):
+    return _shufflenet_v1(4, 2.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g8_x0_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        8, 0.5, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g8_x0_5(**kwargs):
+    return _shufflenet_v1(8, 0.5, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g8_x1_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        8, 1.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g8_x1_0(**kwargs):
+    return _shufflenet_v1(8, 1.0, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g8_x1_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        8, 1.5, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g8_x1_5(**kwargs):
+    return _shufflenet_v1(8, 1.5, **kwargs)
 
 
-@register_model(family="shufflenet_v1", default_size=224)
-def shufflenet_v1_g8_x2_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v1(
-        8, 2.0, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v1", builder=ShuffleNetV1)
+def shufflenet_v1_g8_x2_0(**kwargs):
+    return _shufflenet_v1(8, 2.0, **kwargs)

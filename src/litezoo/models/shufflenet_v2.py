@@ -113,56 +113,25 @@ class ShuffleNetV2(ZooModel):
         return self.conv5(x)
 
 
-def _shufflenet_v2(
-    stage_repeats: list[int],
-    stage_channels: list[int],
-    *,
-    num_classes: int,
-    in_chans: int,
-    small_input: bool,
-    drop_rate: float,
-) -> ShuffleNetV2:
-    return ShuffleNetV2(
-        stage_repeats,
-        stage_channels,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
-
-
-# Paper Table 5: stage repeats [4, 8, 4] (first unit of each stage has stride 2);
+# Paper Table 5: stage repeats [4, 8, 4] (the first unit of each stage has stride 2);
 # channels [stem, stage 2, stage 3, stage 4, conv5] per width.
 
 
-@register_model(family="shufflenet_v2", default_size=224)
-def shufflenet_v2_x0_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v2(
-        [4, 8, 4], [24, 48, 96, 192, 1024],
-        num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v2", builder=ShuffleNetV2)
+def shufflenet_v2_x0_5(**kwargs):
+    return ShuffleNetV2([4, 8, 4], [24, 48, 96, 192, 1024], **kwargs)
 
 
-@register_model(family="shufflenet_v2", default_size=224)
-def shufflenet_v2_x1_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v2(
-        [4, 8, 4], [24, 116, 232, 464, 1024],
-        num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v2", builder=ShuffleNetV2)
+def shufflenet_v2_x1_0(**kwargs):
+    return ShuffleNetV2([4, 8, 4], [24, 116, 232, 464, 1024], **kwargs)
 
 
-@register_model(family="shufflenet_v2", default_size=224)
-def shufflenet_v2_x1_5(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v2(
-        [4, 8, 4], [24, 176, 352, 704, 1024],
-        num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v2", builder=ShuffleNetV2)
+def shufflenet_v2_x1_5(**kwargs):
+    return ShuffleNetV2([4, 8, 4], [24, 176, 352, 704, 1024], **kwargs)
 
 
-@register_model(family="shufflenet_v2", default_size=224)
-def shufflenet_v2_x2_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
-    return _shufflenet_v2(
-        [4, 8, 4], [24, 244, 488, 976, 2048],
-        num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate
-    )
+@register_model(family="shufflenet_v2", builder=ShuffleNetV2)
+def shufflenet_v2_x2_0(**kwargs):
+    return ShuffleNetV2([4, 8, 4], [24, 244, 488, 976, 2048], **kwargs)

@@ -148,8 +148,8 @@ class SqueezeNet(ZooModel):
         stem_kernel: int,
         fires: list[list[int]],
         pool_after: list[int],
-        *,
         bypass: str = "none",
+        *,
         batch_norm: bool = False,
         num_classes: int = 1000,
         in_chans: int = 3,
@@ -161,7 +161,6 @@ class SqueezeNet(ZooModel):
             raise ValueError(f"SqueezeNet: bypass must be one of {', '.join(BYPASS_MODES)}, got {bypass!r}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.bypass = bypass
 
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         if small_input:
@@ -216,84 +215,33 @@ _FIRES = [
 ]
 
 
-def _squeezenet(
-    version: str,
-    *,
-    bypass: str,
-    batch_norm: bool,
-    num_classes: int,
-    in_chans: int,
-    small_input: bool,
-    drop_rate: float,
-) -> SqueezeNet:
-    # (conv1 filters, conv1 kernel, fires followed by a 3x3/2 max-pool)
-    if version == "1_0":
-        stem_chs, stem_kernel, pool_after = 96, 7, [4, 8]
-    elif version == "1_1":
-        stem_chs, stem_kernel, pool_after = 64, 3, [3, 5]
-    else:
-        raise ValueError(f"SqueezeNet version must be '1_0' or '1_1', got {version!r}")
-    return SqueezeNet(
-        stem_chs,
-        stem_kernel,
-        _FIRES,
-        pool_after,
-        bypass=bypass,
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+# Per version: (conv1 filters, conv1 kernel, the fires followed by a 3x3/2 max-pool).
+_VERSIONS = {
+    "1_0": (96, 7, [4, 8]),  # paper Table 1
+    "1_1": (64, 3, [3, 5]),  # the authors' v1.1
+}
 
 
-@register_model(family="squeezenet", default_size=224)
-def squeezenet1_0(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5, batch_norm=False):
-    return _squeezenet(
-        "1_0",
-        bypass="none",
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+def _squeezenet(version: str, bypass: str, **kwargs) -> SqueezeNet:
+    stem_chs, stem_kernel, pool_after = _VERSIONS[version]
+    return SqueezeNet(stem_chs, stem_kernel, _FIRES, pool_after, bypass, **kwargs)
 
 
-@register_model(family="squeezenet", default_size=224)
-def squeezenet1_1(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5, batch_norm=False):
-    return _squeezenet(
-        "1_1",
-        bypass="none",
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="squeezenet", builder=SqueezeNet)
+def squeezenet1_0(**kwargs):
+    return _squeezenet("1_0", "none", **kwargs)
 
 
-@register_model(family="squeezenet", default_size=224)
-def squeezenet1_0_simple_bypass(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5, batch_norm=False):
-    return _squeezenet(
-        "1_0",
-        bypass="simple",
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="squeezenet", builder=SqueezeNet)
+def squeezenet1_1(**kwargs):
+    return _squeezenet("1_1", "none", **kwargs)
 
 
-@register_model(family="squeezenet", default_size=224)
-def squeezenet1_0_complex_bypass(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5, batch_norm=False):
-    return _squeezenet(
-        "1_0",
-        bypass="complex",
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="squeezenet", builder=SqueezeNet)
+def squeezenet1_0_simple_bypass(**kwargs):
+    return _squeezenet("1_0", "simple", **kwargs)
+
+
+@register_model(family="squeezenet", builder=SqueezeNet)
+def squeezenet1_0_complex_bypass(**kwargs):
+    return _squeezenet("1_0", "complex", **kwargs)

@@ -95,8 +95,8 @@ class VGG(ZooModel):
     def __init__(
         self,
         cfg: list[int | str],
-        *,
         batch_norm: bool = False,
+        *,
         num_classes: int = 1000,
         in_chans: int = 3,
         small_input: bool = False,
@@ -132,116 +132,41 @@ _CFGS: dict[str, list[int | str]] = {
 }
 
 
-def _vgg(
-    cfg: list[int | str],
-    *,
-    batch_norm: bool,
-    num_classes: int,
-    in_chans: int,
-    small_input: bool,
-    drop_rate: float,
-) -> VGG:
-    return VGG(
-        cfg,
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="vgg", builder=VGG)
+def vgg11(**kwargs):
+    return VGG(_CFGS["vgg11"], False, **kwargs)
 
 
-@register_model(family="vgg", default_size=224)
-def vgg11(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5):
-    return _vgg(
-        _CFGS["vgg11"],
-        batch_norm=False,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="vgg", builder=VGG)
+def vgg11_bn(**kwargs):
+    return VGG(_CFGS["vgg11"], True, **kwargs)
 
 
-@register_model(family="vgg", default_size=224)
-def vgg11_bn(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5):
-    return _vgg(
-        _CFGS["vgg11"],
-        batch_norm=True,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="vgg", builder=VGG)
+def vgg13(**kwargs):
+    return VGG(_CFGS["vgg13"], False, **kwargs)
 
 
-@register_model(family="vgg", default_size=224)
-def vgg13(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5):
-    return _vgg(
-        _CFGS["vgg13"],
-        batch_norm=False,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="vgg", builder=VGG)
+def vgg13_bn(**kwargs):
+    return VGG(_CFGS["vgg13"], True, **kwargs)
 
 
-@register_model(family="vgg", default_size=224)
-def vgg13_bn(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5):
-    return _vgg(
-        _CFGS["vgg13"],
-        batch_norm=True,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="vgg", builder=VGG)
+def vgg16(**kwargs):
+    return VGG(_CFGS["vgg16"], False, **kwargs)
 
 
-@register_model(family="vgg", default_size=224)
-def vgg16(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5):
-    return _vgg(
-        _CFGS["vgg16"],
-        batch_norm=False,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="vgg", builder=VGG)
+def vgg16_bn(**kwargs):
+    return VGG(_CFGS["vgg16"], True, **kwargs)
 
 
-@register_model(family="vgg", default_size=224)
-def vgg16_bn(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5):
-    return _vgg(
-        _CFGS["vgg16"],
-        batch_norm=True,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="vgg", builder=VGG)
+def vgg19(**kwargs):
+    return VGG(_CFGS["vgg19"], False, **kwargs)
 
 
-@register_model(family="vgg", default_size=224)
-def vgg19(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5):
-    return _vgg(
-        _CFGS["vgg19"],
-        batch_norm=False,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
-
-
-@register_model(family="vgg", default_size=224)
-def vgg19_bn(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.5):
-    return _vgg(
-        _CFGS["vgg19"],
-        batch_norm=True,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-    )
+@register_model(family="vgg", builder=VGG)
+def vgg19_bn(**kwargs):
+    return VGG(_CFGS["vgg19"], True, **kwargs)

@@ -160,19 +160,19 @@ class VGGFast(ZooModel):
         return self.groups(x)  # (N, widths[-1], 3, 3) at 32 px
 
 
-def _vgg_fast(widths: list[int], *, num_classes: int, in_chans: int, small_input: bool, drop_rate: float) -> VGGFast:
+def _vgg_fast(widths: list[int], **kwargs) -> VGGFast:
     if not widths or any(w <= 0 for w in widths):
         raise ValueError(f"vgg_fast widths must be positive, got {widths}")
-    return VGGFast(widths, num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate)
+    return VGGFast(widths, **kwargs)
 
 
-@register_model(family="vgg_fast", default_size=224)
-def vgg_fast(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
+@register_model(family="vgg_fast", builder=VGGFast)
+def vgg_fast(**kwargs):
     """airbench94-sized: widths 64/256/256, 1.97M params, 118M MACs per 32 px image."""
-    return _vgg_fast([64, 256, 256], num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate)
+    return _vgg_fast([64, 256, 256], **kwargs)
 
 
-@register_model(family="vgg_fast", default_size=224)
-def vgg_fast_wide(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0):
+@register_model(family="vgg_fast", builder=VGGFast)
+def vgg_fast_wide(**kwargs):
     """airbench95's widths 128/384/384: more accuracy per epoch for 2.55x the MACs (configs/fast_cifar10_long.yaml)."""
-    return _vgg_fast([128, 384, 384], num_classes=num_classes, in_chans=in_chans, small_input=small_input, drop_rate=drop_rate)
+    return _vgg_fast([128, 384, 384], **kwargs)

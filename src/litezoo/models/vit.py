@@ -195,16 +195,16 @@ class VisionTransformer(ZooModel):
 
 
 def _vit(
-    *,
     patch_size: int,
     embed_dim: int,
     depth: int,
     num_heads: int,
-    num_classes: int,
-    in_chans: int,
-    small_input: bool,
-    drop_rate: float,
-    drop_path_rate: float,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    small_input: bool = False,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.1,
 ) -> VisionTransformer:
     # CIFAR form: 4 px patches on 32 px images (an 8x8 grid, 64 tokens + class token), the usual CIFAR ViT.
     img_size, patch_size = (32, 4) if small_input else (224, patch_size)
@@ -222,31 +222,14 @@ def _vit(
     )
 
 
-@register_model(family="vit", default_size=224)
-def vit_tiny(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0, drop_path_rate=0.1):
-    return _vit(
-        patch_size=16,
-        embed_dim=192,
-        depth=12,
-        num_heads=3,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+# (patch size, embedding width, depth, heads) per size: DeiT Table 1 (tiny, small).
 
 
-@register_model(family="vit", default_size=224)
-def vit_small(*, num_classes=1000, in_chans=3, small_input=False, drop_rate=0.0, drop_path_rate=0.1):
-    return _vit(
-        patch_size=16,
-        embed_dim=384,
-        depth=12,
-        num_heads=6,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-    )
+@register_model(family="vit", builder=_vit)
+def vit_tiny(**kwargs):
+    return _vit(16, 192, 12, 3, **kwargs)
+
+
+@register_model(family="vit", builder=_vit)
+def vit_small(**kwargs):
+    return _vit(16, 384, 12, 6, **kwargs)
