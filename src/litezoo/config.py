@@ -65,6 +65,7 @@ class DataConfig:
     cutmix_alpha: float = 0.0
     limit_train: int | None = None  # use only the first N training images (quick runs and tests)
     limit_eval: int | None = None
+    class_names: str | None = None  # display names for class folders (None: <root>/classes.txt, ImageNet ids)
     # Progressive resizing (fast.ai's DAWNBench recipe): the first epochs train on augmented batches scaled down
     # to this side, growing linearly to image_size over progressive_epochs (a fraction of train.epochs); a
     # step costs ~(side / image_size)^2 of the full one. None: off. Evaluation is always at image_size.
