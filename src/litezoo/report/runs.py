@@ -39,7 +39,6 @@ class RunRecord:
     finished: bool  # the trainer exported the final weights after the last row
     problems: list[str] = field(default_factory=list)  # what was wrong but did not stop the report
     machine: dict[str, Any] = field(default_factory=dict)
-    weights_params: int | None = None  # parameter count read from model.safetensors' header
     confusion_pngs: list[Path] = field(default_factory=list)
     grid_pngs: list[Path] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)  # eval_*.json contents (+ "file")
@@ -147,6 +146,8 @@ def _found(root: Path, patterns: tuple[str, ...]) -> list[Path]:
 def load_run(path: str | os.PathLike) -> RunRecord:
     """Everything a report shows about one run folder. InputError if it is not a run or has no metrics row."""
     root = Path(path)
+    if not root.exists():
+        raise InputError(f"{root}: does not exist")
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
     config_path = root / CONFIG
@@ -176,9 +177,6 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             record.problems.append(f"{WEIGHTS}: unreadable header ({exc}), ignored")
         else:
-            record.weights_params = sum(
-                math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
-            )
             meta = header.get("__metadata__", {}).get("litezoo")
             epoch = json.loads(meta).get("epoch") if isinstance(meta, str) else None
             # Finished when the exported weights are those of the last logged epoch (a resumed, longer run
