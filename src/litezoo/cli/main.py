@@ -11,7 +11,7 @@ from litezoo.cli.common import CliUsageError
 from litezoo.errors import InputError, WorkError
 
 # Subcommand modules, in the order `litezoo --help` lists them. Each defines register(subparsers).
-SUBCOMMANDS = ["models", "data", "train", "eval", "profile", "compare", "guidelines"]
+SUBCOMMANDS = ["models", "data", "train", "eval", "profile", "compare", "guidelines", "report"]
 
 
 class _Parser(argparse.ArgumentParser):
