@@ -1,0 +1,262 @@
+"""Weights from elsewhere into litezoo models, and litezoo weights out in torchvision's layout.
+
+``load_weights(model, source)`` reads
+
+* litezoo's own files: a run folder, a ``.pt`` run checkpoint, a ``.safetensors`` export (through
+  ``litezoo.checkpoint``);
+* plain state dicts: ``.pth`` / ``.pt`` / ``.bin`` (loaded with ``torch.load(weights_only=True)``, which never
+  runs code), ``.safetensors`` without litezoo's metadata, or an in-memory ``dict``; wrapped in a ``state_dict``
+  or ``model`` key or not, with DataParallel's ``module.`` prefix or not;
+
+detects their layout (litezoo's own names, torchvision's, or megvii's official ShuffleNet V2 release) by
+matching the model's expected keys, and maps them onto the model. Shapes that do not fit are named layer by
+layer. The classifier is the exception: a head for another class count (1000 ImageNet classes into a 2-class
+model) is left at its fresh initialisation and reported -- that is transfer learning's usual first step.
+
+``to_torchvision(model)`` is the way back: the model's state dict under torchvision's names.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from litezoo import checkpoint as ckpt_io
+from litezoo.errors import InputError
+from litezoo.registry import create_model, model_info
+from litezoo.weights import megvii
+from litezoo.weights import torchvision as tv
+
+LAYOUTS = ("litezoo", "torchvision", "megvii")
+_WRAPPERS = ("state_dict", "model", "model_state_dict", "module")
+
+
+@dataclass
+class LoadReport:
+    """What ``load_weights`` did: the layout it found, and what it left alone."""
+
+    layout: str
+    source: str
+    loaded: int  # tensors copied into the model
+    head_reset: list[str] = field(default_factory=list)  # classifier tensors kept fresh (other class count)
+    skipped: list[str] = field(default_factory=list)  # with strict=False: tensors that did not fit, and why
+    source_num_classes: int | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. a BatchNorm eps changed to the source's
+
+    def summary(self) -> str:
+        parts = [f"{self.loaded} tensors from {self.source} ({self.layout} layout)"]
+        if self.head_reset:
+            parts.append(f"classifier kept fresh ({self.source_num_classes} classes in the file)")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} tensors skipped")
+        return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading a file
+
+
+def read_state_dict(source: str | os.PathLike | dict) -> tuple[dict[str, torch.Tensor], str, dict[str, Any] | None]:
+    """(flat state dict, a name for messages, litezoo metadata or None) from a file, run folder or dict."""
+    if isinstance(source, dict):
+        return _unwrap(source, "the given state dict"), "the given state dict", None
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"weights file {path} does not exist")
+    if path.is_dir():
+        tensors, meta = ckpt_io.load_weights(path)  # a litezoo run folder
+        return dict(tensors), str(path), meta
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise InputError(
+                f"weights file {path} holds pickled Python objects, not a plain state dict: refused, since "
+                "loading it could run code (re-save it with torch.save(model.state_dict(), ...))"
+            ) from None
+        raise InputError(f"weights file {path} is corrupt ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise InputError(f"weights file {path} is truncated or not a PyTorch file ({_first_line(exc)})") from None
+    if isinstance(state, dict) and state.get("format") == ckpt_io.FORMAT:
+        tensors, meta = ckpt_io.load_weights(path)  # a litezoo run checkpoint: the evaluated weights
+        return dict(tensors), str(path), meta
+    return _unwrap(state, str(path)), str(path), None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str, dict[str, Any] | None]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            has_meta = "litezoo" in (f.metadata() or {})
+        if has_meta:
+            tensors, meta = ckpt_io.load_safetensors(path)
+            return dict(tensors), str(path), meta
+        return load_file(str(path)), str(path), None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — safetensors raises its own error types
+        raise InputError(f"weights file {path} is truncated or corrupt ({_first_line(exc)})") from None
+
+
+def _unwrap(state: Any, where: str) -> dict[str, torch.Tensor]:
+    """The flat {name: tensor} dict inside common wrappers, without DataParallel's ``module.`` prefix."""
+    for _ in range(3):  # e.g. {"state_dict": {"module.x": ...}} or {"model": {...}}
+        if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
+            inner = next((state[k] for k in _WRAPPERS if isinstance(state.get(k), dict)), None)
+            if inner is None:
+                break
+            state = inner
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{where} is not a state dict (a dict of named tensors, possibly under 'state_dict')")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layouts
+
+
+def classifier_keys(model: nn.Module) -> set[str]:
+    """State-dict keys that ``reset_classifier`` replaces (e.g. ``head.fc.*``; SqueezeNet's ``head.conv.*``).
+
+    Found on a copy built on the meta device (no memory, no RNG draws).
+    """
+    name = getattr(model, "model_name", None)
+    if name is None:
+        raise InputError("load_weights needs a model built by litezoo.create_model (it names the architecture)")
+    with torch.device("meta"):
+        probe = create_model(name, num_classes=max(model.num_classes, 1), in_chans=model.in_chans)
+        before = dict(probe.named_parameters())
+        probe.reset_classifier(max(model.num_classes, 1))
+        return {n for n, p in probe.named_parameters() if before.get(n) is not p}
+
+
+def to_litezoo_names(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict under the model's own names, and the layout it was found in."""
+    own = model.state_dict()
+    family = model_info(model.model_name).family
+    head = classifier_keys(model)
+    body = [k for k in own if k not in head and not k.endswith("num_batches_tracked")]
+    keys = set(state)
+
+    def covers(names) -> bool:  # every body tensor of the model is in the file
+        return all(n in keys for n in names)
+
+    if covers(body):
+        return state, "litezoo"
+    if family in tv.FAMILIES:
+        try:
+            mapping = tv.key_map(model, family)
+        except InputError:
+            mapping = None
+        if mapping is not None and covers(mapping[k] for k in body):
+            return {ours: state[theirs] for ours, theirs in mapping.items() if theirs in state}, "torchvision"
+    found = megvii.signature(keys)
+    if found is not None:
+        if family != "shufflenet_v2" or found != "shufflenet_v2":
+            if found == "shufflenet_v1":
+                megvii.shufflenet_v2_to_litezoo(state, model)  # raises the reason V1 is not mapped
+            raise InputError(f"the weights are megvii's {found} release; they do not fit {model.model_name}")
+        return megvii.shufflenet_v2_to_litezoo(state, model), "megvii"
+    theirs = tv.signature(keys)
+    if theirs is not None and theirs != family:
+        raise InputError(
+            f"the weights are torchvision's {theirs} layout; they do not fit {model.model_name} (a {family} model)"
+        )
+    if theirs is not None:
+        raise InputError(
+            f"the weights are torchvision's {theirs} layout but their layers do not line up with "
+            f"{model.model_name}'s: another version or depth of {family}?"
+        )
+    missing = [k for k in body if k not in keys]
+    raise InputError(
+        f"the weights' names match none of litezoo's, torchvision's or megvii's layouts for {model.model_name} "
+        f"({len(missing)} of {len(body)} tensors not found, e.g. {', '.join(missing[:3])})"
+    )
+
+
+def load_weights(
+    model: nn.Module,
+    source: str | os.PathLike | dict,
+    *,
+    strict: bool = True,
+    keep_head: bool = True,
+) -> LoadReport:
+    """Load weights of any supported file or layout into ``model`` (in place); see the module docstring.
+
+    ``strict``: every tensor of the model but the classifier must be in the file with its shape; otherwise the
+    ones that do not fit are skipped and listed in the report. ``keep_head=False`` leaves the classifier fresh
+    even when it fits. Raises ``InputError`` naming the layers whose shapes differ.
+    """
+    state, where, _ = read_state_dict(source)
+    mapped, layout = to_litezoo_names(state, model)
+    own = model.state_dict()
+    head = classifier_keys(model)
+    report = LoadReport(layout=layout, source=where, loaded=0)
+    weight_keys = sorted(k for k in head if k.endswith("weight"))
+    if weight_keys and weight_keys[-1] in mapped:
+        report.source_num_classes = int(mapped[weight_keys[-1]].shape[0])
+
+    head_fits = all(k in mapped and mapped[k].shape == own[k].shape for k in head)
+    to_load, wrong = {}, []
+    for key, target in own.items():
+        if key in head:
+            if head_fits and keep_head:
+                to_load[key] = mapped[key]
+            else:
+                report.head_reset.append(key)
+            continue
+        if key not in mapped:
+            if key.endswith("num_batches_tracked"):
+                continue  # old files lack the counter; it does not affect the output
+            wrong.append(f"{key} missing")
+        elif mapped[key].shape != target.shape:
+            wrong.append(f"{key} {tuple(mapped[key].shape)} in the file vs {tuple(target.shape)} in the model")
+        else:
+            to_load[key] = mapped[key]
+    if wrong:
+        if strict:
+            more = f" (and {len(wrong) - 4} more)" if len(wrong) > 4 else ""
+            raise InputError(
+                f"the weights in {where} ({layout} layout) do not fit {model.model_name}: "
+                f"{'; '.join(wrong[:4])}{more} -- another architecture or width?"
+            )
+        report.skipped = wrong
+    with torch.no_grad():
+        for key, value in to_load.items():
+            own[key].copy_(value.to(dtype=own[key].dtype) if own[key].is_floating_point() else value)
+    report.loaded = len(to_load)
+    eps = tv.BN_EPS.get(model_info(model.model_name).family) if layout == "torchvision" else None
+    if eps is not None:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eps = eps
+        report.notes.append(f"BatchNorm eps set to {eps:g}, the value torchvision's weights were trained with")
+    return report
+
+
+def to_torchvision(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights under torchvision's names (plain, contiguous CPU tensors)."""
+    family = model_info(model.model_name).family
+    mapping = tv.key_map(model, family)
+    return {mapping[k]: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+__all__ = ["LAYOUTS", "LoadReport", "classifier_keys", "load_weights", "read_state_dict", "to_litezoo_names",
+           "to_torchvision"]  # fmt: skip
