@@ -179,3 +179,20 @@ def test_real_steps_leave_rng_threads_and_model_unchanged(tmp_path):
 def test_bad_batch_shape_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="batch shape"):
         measure_precision(ClockedNet(FakeClock({})), CPU, (0, 3, 8, 8), cache_path=tmp_path / "a.json")
+
+
+def test_run_precision_step_measures_only_for_auto(tmp_path, monkeypatch):
+    import litezoo.autotune as at
+    from litezoo.config import resolve
+
+    monkeypatch.setattr(at, "default_cache_path", lambda: tmp_path / "autotune.json")
+    model = litezoo.create_model("mobilenet_v1_x0_25_cifar", num_classes=10)
+    explicit = resolve(None, {"model.name": "mobilenet_v1_x0_25_cifar", "train.amp": "off"})
+    prec, cl, decision = at.choose_for_run(explicit, model, CPU, (4, 3, 32, 32), static_channels_last=True)
+    assert (prec.mode, cl, decision) == ("fp32", True, None)  # no measurement, the static layout rule
+    assert not (tmp_path / "autotune.json").exists()
+
+    auto = resolve(None, {"model.name": "mobilenet_v1_x0_25_cifar", "train.amp": "auto", "train.channels_last": "false"})
+    prec, cl, decision = at.choose_for_run(auto, model, CPU, (4, 3, 32, 32), static_channels_last=True)
+    assert cl is False and all(label.endswith("NCHW") for label in decision.measured)  # the recipe fixed NCHW
+    assert prec.reason == decision.line and decision.key in read_cache(tmp_path / "autotune.json")

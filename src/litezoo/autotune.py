@@ -257,6 +257,28 @@ def measure_precision(
     return decision
 
 
+def choose_for_run(cfg: Any, model: nn.Module, device: torch.device, batch_shape: Sequence[int], *,
+                   static_channels_last: bool, dist_info: Any = None) -> tuple[Precision, bool, Decision | None]:
+    """The trainer's precision step: (precision, channels_last, decision or None).
+
+    ``train.amp: auto`` measures (:func:`measure_precision`) — both memory formats when ``train.channels_last`` is
+    ``auto``, else only the one it fixes; an explicit amp (bf16, fp16, off) is honoured without measuring, with
+    ``static_channels_last`` (the trainer's rule for ``channels_last: auto``). Under torchrun the main process
+    measures alone (the others wait: their steps would share its cores) and every process takes its decision.
+    """
+    from litezoo import distributed
+
+    if str(cfg.train.amp).strip().lower() != "auto":
+        return choose_precision(cfg.train.amp, device), static_channels_last, None
+    fixed = cfg.train.channels_last
+    layouts = (False, True) if not isinstance(fixed, bool) else (fixed,)
+    decision = None
+    if dist_info is None or dist_info.is_main:
+        decision = measure_precision(model, device, batch_shape, model_name=cfg.model.name, layouts=layouts)
+    decision = distributed.broadcast_object(decision)
+    return decision.precision, decision.channels_last, decision
+
+
 def _time_candidates(model, device, shape, cands, rounds, budget_s, timer) -> dict[str, float]:
     """Images/s of each candidate: one warm-up step each, then timed rounds (every candidate one step per
     round) until ``rounds`` rounds or ``budget_s`` seconds; the fastest step of each counts."""
@@ -279,5 +301,5 @@ def _time_candidates(model, device, shape, cands, rounds, budget_s, timer) -> di
     return {s.cand.label: shape[0] / max(min(s.times), 1e-9) for s in setups}
 
 
-__all__ = ["Candidate", "Decision", "measure_precision", "candidates_for", "cache_key_fields", "cache_key",
+__all__ = ["Candidate", "Decision", "measure_precision", "choose_for_run", "candidates_for", "cache_key_fields", "cache_key",
            "read_cache", "write_cache_entry", "default_cache_path", "CACHE_FILE"]  # fmt: skip

@@ -122,6 +122,9 @@ class TrainConfig:
     tta_translate: int = 0  # also average views shifted by +-N px (reflect padding; airbench: 1); 0: off
     lookahead_every: int = 0  # pull the weights back to a slow average every N steps (airbench: 5); 0: off
     lookahead_decay: float = 0.95  # per-step decay of that average (ema.Lookahead: decay**N * progress**3)
+    distill_from: str | None = None  # a trained run (folder or weights file) to distil from (litezoo.distill)
+    distill_alpha: float = 0.5  # target = (1 - alpha) * label + alpha * teacher probabilities
+    distill_temperature: float = 1.0  # softens the teacher's probabilities (> 0)
     eval_every: int = 1  # epochs between evaluations
     on_nan: str = "stop"  # stop | skip
     compile: bool = False  # torch.compile the model
@@ -514,6 +517,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(t.tta_translate >= 0, f"train.tta_translate must be >= 0 pixels, got {t.tta_translate}")
     need(t.lookahead_every >= 0, f"train.lookahead_every must be >= 0 steps (0: off), got {t.lookahead_every}")
     need(0.0 < t.lookahead_decay <= 1.0, f"train.lookahead_decay must be in (0, 1], got {t.lookahead_decay}")
+    need(0.0 <= t.distill_alpha <= 1.0, f"train.distill_alpha must be in [0, 1], got {t.distill_alpha}")
+    need(t.distill_temperature > 0, f"train.distill_temperature must be > 0, got {t.distill_temperature}")
     need(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
     choice("train.on_nan", t.on_nan, NAN_POLICIES)
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")

@@ -1,0 +1,98 @@
+"""litezoo.distill: the distillation target against hand-computed values, the teacher's checks and its purity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import litezoo
+from litezoo.checkpoint import export_safetensors
+from litezoo.distill import Teacher, distilled_batches, soft_targets
+from litezoo.errors import InputError
+
+CPU = torch.device("cpu")
+
+
+def test_soft_targets_hand_computed():
+    y = torch.tensor([0, 2])
+    teacher = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.2, 0.7]])
+    want = torch.tensor([[0.6 + 0.4 * 0.5, 0.4 * 0.25, 0.4 * 0.25], [0.4 * 0.1, 0.4 * 0.2, 0.6 + 0.4 * 0.7]])
+    assert torch.allclose(soft_targets(y, teacher, 0.4), want)
+    assert torch.equal(soft_targets(y, teacher, 0.0), F.one_hot(y, 3).float())
+    assert torch.equal(soft_targets(y, teacher, 1.0), teacher)
+    mixed = torch.tensor([[0.3, 0.7, 0.0], [0.0, 0.0, 1.0]])  # soft labels (mixup) are mixed as they are
+    assert torch.allclose(soft_targets(mixed, teacher, 0.5), 0.5 * mixed + 0.5 * teacher)
+
+
+def test_cross_entropy_of_the_target_is_the_distillation_loss():
+    """CE(student, target) = (1 - a) CE(student, y) + a CE(student, teacher): the loss the trainer computes."""
+    torch.manual_seed(0)
+    logits, y, teacher = torch.randn(6, 5), torch.randint(0, 5, (6,)), torch.randn(6, 5).softmax(-1)
+    a = 0.7
+    got = F.cross_entropy(logits, soft_targets(y, teacher, a))
+    want = (1 - a) * F.cross_entropy(logits, y) + a * -(teacher * logits.log_softmax(-1)).sum(-1).mean()
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+class Dropper(nn.Module):
+    num_classes = 4
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):  # (N, 3, 2, 2) -> (N, 4)
+        return self.fc(self.drop(x.flatten(1)))
+
+
+def test_teacher_probabilities_temperature_and_purity():
+    torch.manual_seed(0)
+    net = Dropper()
+    x = torch.randn(8, 3, 2, 2)
+    t1 = Teacher(net, CPU, temperature=1.0, amp="off")
+    t4 = Teacher(net, CPU, temperature=4.0, amp="off")
+    rng = torch.get_rng_state()
+    p1, p4 = t1.probs(x), t4.probs(x)
+    assert torch.equal(torch.get_rng_state(), rng)  # eval mode: the dropout draws nothing
+    assert not p1.requires_grad and all(not p.requires_grad for p in net.parameters())
+    assert torch.allclose(p1.sum(-1), torch.ones(8))
+    logits = net.fc(x.flatten(1))
+    assert torch.allclose(p4, (logits / 4).softmax(-1), atol=1e-6)
+    entropy = lambda p: -(p * p.log()).sum(-1)  # noqa: E731
+    assert bool((entropy(p4) > entropy(p1)).all())  # a higher temperature softens every row
+    with pytest.raises(InputError, match="distill_temperature"):
+        Teacher(net, CPU, temperature=0.0)
+
+
+def test_distilled_batches_keep_x_and_replace_y():
+    net = Dropper()
+    teacher = Teacher(net, CPU, amp="off")
+    batches = [(torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 3])) for _ in range(3)]
+    out = list(distilled_batches(batches, teacher, 0.5))
+    assert len(out) == 3
+    for (x, y), (x2, t) in zip(batches, out):
+        assert x2 is x and t.shape == (4, 4)
+        assert torch.allclose(t, 0.5 * F.one_hot(y, 4) + 0.5 * teacher.probs(x))
+    with pytest.raises(InputError, match="distill_alpha"):
+        list(distilled_batches(batches, teacher, 1.5))
+
+
+def test_teacher_from_run_checks_the_task(tmp_path):
+    model = litezoo.create_model("mobilenet_v1_x0_25_cifar", num_classes=3)
+    meta = {"model_name": "mobilenet_v1_x0_25_cifar", "num_classes": 3, "in_chans": 3, "image_size": 32,
+            "classes": ["a", "b", "c"], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "ema": False}  # fmt: skip
+    path = export_safetensors(model.state_dict(), tmp_path / "model.safetensors", meta)
+    task = dict(classes=["a", "b", "c"], image_size=32, mean=[0.5] * 3, std=[0.25] * 3)
+    teacher = Teacher.from_run(path, CPU, **task, amp="off")
+    x = torch.randn(2, 3, 32, 32)
+    assert teacher.probs(x).shape == (2, 3)
+    assert "mobilenet_v1_x0_25_cifar" in teacher.name
+    for key, value, message in (("classes", ["a", "c", "b"], "classes"), ("image_size", 64, "image_size"),
+                                ("mean", [0.4] * 3, "mean")):  # fmt: skip
+        with pytest.raises(InputError, match=message):
+            Teacher.from_run(path, CPU, **{**task, key: value})
+    with pytest.raises(InputError, match="does not exist"):
+        Teacher.from_run(tmp_path / "nope", CPU, **task)
