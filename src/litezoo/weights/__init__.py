@@ -253,10 +253,53 @@ def load_weights(
 
 def to_torchvision(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights under torchvision's names (plain, contiguous CPU tensors)."""
-    family = model_info(model.model_name).family
-    mapping = tv.key_map(model, family)
+    info = model_info(model.model_name)
+    if info.small_input:
+        raise InputError(f"{model.model_name} is a CIFAR form (stride-1 stem); torchvision has no such network")
+    mapping = tv.key_map(model, info.family)
     return {mapping[k]: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-__all__ = ["LAYOUTS", "LoadReport", "classifier_keys", "load_weights", "read_state_dict", "to_litezoo_names",
+def export_weights(
+    source: str | os.PathLike, out: str | os.PathLike | None = None, *, layout: str = "torchvision", weights: str = "auto"
+) -> dict[str, Any]:
+    """Write a run's weights (run folder, .pt checkpoint or litezoo .safetensors) in torchvision's layout.
+
+    ``out`` ending in ``.safetensors`` gives a safetensors file, otherwise ``torch.save`` of a plain dict of
+    tensors (``.pth``), which ``torchvision.models.<name>(num_classes=...).load_state_dict(torch.load(out))``
+    takes. Default: ``<source folder>/<model>-torchvision.pth``. Returns what was written.
+    """
+    import io
+
+    from litezoo.fsutil import atomic_write_bytes
+
+    if layout != "torchvision":
+        raise InputError(f"export layout must be 'torchvision', got {layout!r}")
+    tensors, meta = ckpt_io.load_weights(source, weights)
+    model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"])
+    model.load_state_dict(tensors)
+    state = to_torchvision(model)
+    src = Path(source)
+    out = Path(out) if out is not None else (src if src.is_dir() else src.parent) / f"{meta['model_name']}-torchvision.pth"
+    if out.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        data = save(state, metadata={"format": "pt"})
+    elif out.suffix in (".pth", ".pt"):
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        data = buf.getvalue()
+    else:
+        raise InputError(f"--out must end in .pth, .pt or .safetensors, got {out}")
+    atomic_write_bytes(data, out)
+    notes = []
+    eps = tv.BN_EPS.get(model_info(model.model_name).family)
+    bn_eps = {m.eps for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    if eps is not None and bn_eps != {eps}:
+        notes.append(f"torchvision builds this family with BatchNorm eps {eps:g}; this model used {sorted(bn_eps)}")
+    return {"out": str(out), "layout": layout, "model": meta["model_name"], "num_classes": meta["num_classes"],
+            "tensors": len(state), "classes": meta.get("classes"), "notes": notes}  # fmt: skip
+
+
+__all__ = ["LAYOUTS", "LoadReport", "classifier_keys", "export_weights", "load_weights", "read_state_dict", "to_litezoo_names",
            "to_torchvision"]  # fmt: skip
