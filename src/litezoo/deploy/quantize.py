@@ -1,0 +1,273 @@
+"""int8 post-training static quantisation, calibrated on training images, with a per-layer sensitivity ranking.
+
+Methods:
+  ort-qdq   ONNX Runtime, QuantizeLinear/DequantizeLinear pairs around each op (the format ORT fuses into
+            int8 kernels and other runtimes read)
+  ort-qop   ONNX Runtime, QLinearConv/QLinearMatMul operators
+  openvino  NNCF post-training quantisation of the OpenVINO model (IR .xml/.bin)
+
+Weights int8 (per tensor, or per output channel with ``per_channel``), activations uint8 (asymmetric, the
+u8s8 form x86 VNNI kernels take). The ranking quantises one layer at a time and measures how often the
+model's top-1 then differs from fp32 on held-out TRAINING images (not the test set, so the test accuracy
+reported after keeping layers in fp32 stays an honest number).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from litezoo.deploy.export import (
+    DEFAULT_OPSET,
+    metadata_record,
+    onnx_model_bytes,
+    openvino_available,
+    ort_logits,
+    ort_session,
+    save_openvino,
+    with_metadata,
+)
+from litezoo.deploy.source import Source, dataset_arrays, load_source
+from litezoo.errors import InputError, WorkError
+from litezoo.fsutil import atomic_write_bytes
+
+METHODS = ("ort-qdq", "ort-qop", "openvino")
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers the ranking and --exclude speak of
+DEPTHWISE = "depthwise"  # --exclude keyword: every grouped conv with one input channel per group
+RANK_IMAGES = 500  # held-out training images the sensitivity ranking is measured on
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    return 100.0 * float(np.mean(logits.argmax(1) == labels))
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over an in-memory float32 array."""
+
+    def __init__(self, name: str, x: np.ndarray, batch: int = 32):
+        self.name, self.x, self.batch, self.i = name, x, batch, 0
+
+    def get_next(self):
+        if self.i >= len(self.x):
+            return None
+        part = self.x[self.i : self.i + self.batch]
+        self.i += self.batch
+        return {self.name: part}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+    def __len__(self) -> int:
+        return (len(self.x) + self.batch - 1) // self.batch
+
+
+def conv_layers(model_path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The quantisable nodes of an ONNX graph: name, op type and whether it is a depthwise conv."""
+    import onnx
+
+    proto = onnx.load(str(model_path))
+    inits = {t.name: t for t in proto.graph.initializer}
+    layers = []
+    for node in proto.graph.node:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        w = inits.get(node.input[1]) if len(node.input) > 1 else None
+        depthwise = node.op_type == "Conv" and group > 1 and w is not None and list(w.dims)[1] == 1
+        layers.append({"name": node.name, "op": node.op_type, "depthwise": bool(depthwise)})
+    return layers
+
+
+def resolve_excluded(layers: list[dict[str, Any]], patterns: Sequence[str]) -> list[str]:
+    """Node names matching ``patterns`` (shell-style, or the keyword 'depthwise'); an unmatched pattern is an error."""
+    names: list[str] = []
+    for pattern in patterns:
+        if pattern == DEPTHWISE:
+            hit = [layer["name"] for layer in layers if layer["depthwise"]]
+        else:
+            hit = [layer["name"] for layer in layers if fnmatch.fnmatchcase(layer["name"], pattern)]
+        if not hit:
+            some = ", ".join(layer["name"] for layer in layers[:4])
+            raise InputError(f"--exclude {pattern!r} matches no quantisable layer (they are named like {some}, ...; "
+                             f"or use '{DEPTHWISE}')")  # fmt: skip
+        names += [n for n in hit if n not in names]
+    return names
+
+
+class OrtQuantizer:
+    """Calibrates once (the ranges are cached in a file), then quantises any subset of layers cheaply."""
+
+    def __init__(self, fp32_path: Path, calib: np.ndarray, workdir: Path, *, qop: bool, per_channel: bool):
+        self.fp32_path, self.calib, self.workdir = fp32_path, calib, workdir
+        self.qop, self.per_channel = qop, per_channel
+        self.cache = workdir / "calibration.json"
+        self.input_name = ort_session(fp32_path).get_inputs()[0].name
+
+    def quantize(self, out: Path, *, exclude: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        quantize_static(
+            str(self.fp32_path), str(out), _Reader(self.input_name, self.calib),
+            quant_format=QuantFormat.QOperator if self.qop else QuantFormat.QDQ,
+            op_types_to_quantize=None, per_channel=self.per_channel, reduce_range=False,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_quantize=list(only) if only is not None else None, nodes_to_exclude=list(exclude),
+            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(self.cache),
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )  # fmt: skip
+        return out
+
+
+def rank_sensitivity(quantizer: OrtQuantizer, layers: list[dict[str, Any]], x: np.ndarray,
+                     reference: np.ndarray, progress: Callable[[str], None] | None = None) -> list[dict]:  # fmt: skip
+    """Quantise one layer at a time; cost = % of held-out images whose top-1 moves away from fp32's.
+
+    Ties are broken by the mean squared logit error. Sorted worst first.
+    """
+    ranking = []
+    for i, layer in enumerate(layers):
+        path = quantizer.quantize(quantizer.workdir / "one.onnx", only=[layer["name"]])
+        got = ort_logits(ort_session(path), x, batch=256)
+        flips = 100.0 * float(np.mean(got.argmax(1) != reference.argmax(1)))
+        mse = float(np.mean((got - reference) ** 2))
+        ranking.append({**layer, "top1_flip_pct": round(flips, 3), "logit_mse": mse})
+        if progress:
+            progress(f"  [{i + 1}/{len(layers)}] {layer['name']}: {flips:.2f}% top-1 changed, logit mse {mse:.3g}")
+    return sorted(ranking, key=lambda r: (-r["top1_flip_pct"], -r["logit_mse"]))
+
+
+def _openvino_quantize(fp32_path: Path, calib: np.ndarray, exclude: Sequence[str], out: Path, record: dict):
+    import nncf
+    import openvino as ov
+
+    model = ov.convert_model(str(fp32_path))
+    dataset = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
+    scope = nncf.IgnoredScope(names=list(exclude)) if exclude else None
+    kwargs = {"ignored_scope": scope} if scope else {}
+    quantized = nncf.quantize(model, dataset, subset_size=len(calib), **kwargs)
+    return save_openvino(quantized, out, record)
+
+
+def openvino_logits(path: Path, x: np.ndarray, batch: int = 64, threads: int | None = None) -> np.ndarray:
+    import openvino as ov
+
+    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    return np.concatenate([compiled(x[i : i + batch])[0] for i in range(0, len(x), batch)])
+
+
+def quantize_run(
+    target: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    calib: int = 512,
+    method: str = "ort-qdq",
+    per_channel: bool = False,
+    exclude: Sequence[str] = (),
+    rank: bool = False,
+    keep_fp32: int = 0,
+    eval_limit: int | None = None,
+    data: str | None = None,
+    rank_images: int = RANK_IMAGES,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Quantise a trained run to int8 and report test top-1 before and after (see the module doc)."""
+    if method not in METHODS:
+        raise InputError(f"unknown --method {method!r}: choose from {', '.join(METHODS)}")
+    if calib < 1:
+        raise InputError(f"--calib must be a positive number of training images, got {calib}")
+    if keep_fp32 < 0:
+        raise InputError(f"--keep-fp32 must be >= 0, got {keep_fp32}")
+    if method == "openvino":
+        ok, why = openvino_available()
+        if not ok:
+            raise InputError(why)
+        try:
+            import nncf  # noqa: F401
+        except ImportError:
+            raise InputError("--method openvino needs the nncf package (pip install nncf)") from None
+    say = progress or (lambda _msg: None)
+    src = load_source(target, data=data)
+    if not src.trained:
+        raise InputError(f"{target} is a bare model name: quantisation needs a trained run (its data calibrates)")
+    start = time.perf_counter()
+    # Calibration and ranking images: disjoint, both from the training split.
+    need = calib + (rank_images if (rank or keep_fp32) else 0)
+    x_train, _ = dataset_arrays(src, "train", need)
+    order = np.random.default_rng(0).permutation(len(x_train))
+    x_calib = x_train[order[:calib]]
+    x_rank = x_train[order[calib:need]]
+    x_test, y_test = dataset_arrays(src, "test", eval_limit)
+    say(f"calibration: {len(x_calib)} training images; test: {len(x_test)} images")
+
+    suffix = ".int8.xml" if method == "openvino" else ".int8.onnx"
+    out = Path(out) if out else _default_int8_out(src, suffix)
+    if method == "openvino" and out.suffix != ".xml":
+        raise InputError(f"--method openvino writes OpenVINO IR: name an .xml file, got {out}")
+    if method != "openvino" and out.suffix != ".onnx":
+        raise InputError(f"--method {method} writes ONNX: name an .onnx file, got {out}")
+
+    with tempfile.TemporaryDirectory(prefix="litezoo-quant-") as tmp:
+        work = Path(tmp)
+        fp32_path = _prepared_fp32(src, work)
+        fp32_logits = ort_logits(ort_session(fp32_path), x_test, batch=256)
+        before = top1(fp32_logits, y_test)
+        layers = conv_layers(fp32_path)
+        excluded = resolve_excluded(layers, exclude)
+        ranking: list[dict] = []
+        kept: list[str] = []
+        if rank or keep_fp32:
+            say(f"ranking {len(layers)} layers on {len(x_rank)} held-out training images ...")
+            ranker = OrtQuantizer(fp32_path, x_calib, work, qop=False, per_channel=per_channel)
+            reference = ort_logits(ort_session(fp32_path), x_rank, batch=256)
+            ranking = rank_sensitivity(ranker, layers, x_rank, reference, progress=say)
+            kept = [r["name"] for r in ranking if r["name"] not in excluded][:keep_fp32]
+        fp32_names = excluded + kept
+        record = metadata_record(src, opset=DEFAULT_OPSET, precision="int8", extra={
+            "quantization": {"method": method, "calibration_images": len(x_calib), "per_channel": per_channel,
+                             "fp32_layers": fp32_names}})  # fmt: skip
+        if method == "openvino":
+            _openvino_quantize(fp32_path, x_calib, fp32_names, out, record)
+            q_logits = openvino_logits(out, x_test)
+        else:
+            quantizer = OrtQuantizer(fp32_path, x_calib, work, qop=method == "ort-qop", per_channel=per_channel)
+            q_path = quantizer.quantize(work / "int8.onnx", exclude=fp32_names)
+            blob = with_metadata(q_path.read_bytes(), record)
+            q_logits = ort_logits(ort_session(blob), x_test, batch=256)
+            atomic_write_bytes(blob, out)
+    after = top1(q_logits, y_test)
+    if not np.isfinite(q_logits).all():
+        raise WorkError("the quantised model produced non-finite logits")
+    return {
+        "path": str(out), "method": method, "model_name": src.meta["model_name"], "per_channel": per_channel,
+        "calibration_images": len(x_calib), "test_images": len(x_test), "data": src.data,
+        "top1_fp32": before, "top1_int8": after, "top1_change": after - before,
+        "agreement_with_fp32": 100.0 * float(np.mean(q_logits.argmax(1) == fp32_logits.argmax(1))),
+        "quantizable_layers": len(layers), "excluded": excluded, "kept_fp32": kept,
+        "ranking": ranking, "seconds": round(time.perf_counter() - start, 1),
+    }  # fmt: skip
+
+
+def _prepared_fp32(src: Source, work: Path) -> Path:
+    """The fp32 graph (dynamic batch) after ONNX Runtime's quantisation pre-processing (shape inference, fusions)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    raw = work / "fp32_raw.onnx"
+    raw.write_bytes(onnx_model_bytes(src.model, int(src.meta["image_size"]), int(src.meta["in_chans"]),
+                                     opset=DEFAULT_OPSET, dynamic_batch=True))  # fmt: skip
+    prepared = work / "fp32.onnx"
+    quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=True)
+    return prepared
+
+
+def _default_int8_out(src: Source, suffix: str) -> Path:
+    path = Path(src.target)
+    if path.is_dir():
+        return path / f"model{suffix}"
+    return path.with_name(path.stem + suffix)

@@ -1,0 +1,429 @@
+"""Run an exported litezoo model without PyTorch: numpy + Pillow + ONNX Runtime only.
+
+An edge box needs ``pip install --no-deps litezoo`` and the ``runtime`` extra (numpy, pillow, onnxruntime)::
+
+    from litezoo.runtime import OnnxClassifier, predict_files
+    clf = OnnxClassifier("shufflenet.onnx")                 # preprocessing read from the file's metadata
+    result = predict_files(clf, ["cat.jpg", "dog.png"], topk=3)
+
+This module must never import torch (a test runs it in a venv that has none): everything it needs — the
+input size, resize/crop, mean/std and class names — travels inside the ONNX file as the ``litezoo`` metadata
+entry written by ``litezoo export``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from litezoo.errors import InputError
+
+METADATA_KEY = "litezoo"  # the ONNX metadata_props entry holding the JSON preprocessing record
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# An image smaller than this fraction of the model's input side is refused (not upscaled): it says the images
+# and the model do not belong together (e.g. 32 px CIFAR images fed to a 224 px network).
+MIN_SIDE_FRACTION = 0.5
+_EXIF_ORIENTATION = 0x0112
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Preprocessing (the eval transform of litezoo.data, re-done with Pillow + numpy)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to ``resize`` px, centre-crop ``crop`` px, scale to [0, 1], normalise."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def load(self, path: str | os.PathLike, *, allow_upscale: bool = False) -> np.ndarray:
+        """One file as uint8 (crop, crop, 3) RGB; raises :class:`BadImageFile` or :class:`InputError`."""
+        path = str(path)
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                if not allow_upscale and min(w, h) < MIN_SIDE_FRACTION * self.crop:
+                    raise InputError(
+                        f"{path} is {w}x{h} px but the model takes {self.crop}x{self.crop}: the images do not fit "
+                        f"this model (pass allow_upscale / --allow-upscale to resize them anyway)"
+                    )
+                scale = self.resize / min(w, h)
+                if scale < 0.5 and im.format == "JPEG":
+                    # reduce-on-load: libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below what we resample to
+                    im.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))
+                im.load()
+                if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                    im = ImageOps.exif_transpose(im)
+                return self.fit(_to_rgb(im))
+        except InputError:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+            reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"corrupt image ({exc})"
+            raise BadImageFile(f"{path}: {reason}") from None
+
+    def fit(self, im: Image.Image) -> np.ndarray:
+        """Shorter side -> resize, centre crop -> (crop, crop, 3) uint8, in one Pillow resample with a box."""
+        w, h = im.size
+        if (w, h) == (self.crop, self.crop) and self.resize == self.crop:
+            return np.asarray(im, dtype=np.uint8)
+        side = self.crop * min(w, h) / self.resize  # the crop's side in source pixels
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        return np.asarray(im.resize((self.crop, self.crop), Image.BILINEAR, box=box), dtype=np.uint8)
+
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> float32 (N, 3, H, W), (x / 255 - mean) / std."""
+        scale = (1.0 / (255.0 * np.asarray(self.std, dtype=np.float32)))  # (3,)
+        shift = -np.asarray(self.mean, dtype=np.float32) / np.asarray(self.std, dtype=np.float32)
+        x = pixels.astype(np.float32) * scale + shift  # (N, H, W, 3)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+class BadImageFile(Exception):
+    """An unreadable image; the message names the file and the reason (it is skipped, not fatal)."""
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")  # transparent pixels hold arbitrary colours: composite onto white
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The exported model
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The litezoo record of an exported ``.onnx`` file (raises InputError for a missing/corrupt/foreign file)."""
+    return _open_session(Path(path), threads=None)[1]
+
+
+def _open_session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise InputError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    opts = ort.SessionOptions()
+    if threads:
+        # per-session: ONNX Runtime's own pool, nothing global changes
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 — ORT raises its own (Fail, InvalidProtobuf, ...) types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path} is not a readable ONNX model ({first[:200]})") from None
+    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if raw is None:
+        raise InputError(f"{path} has no litezoo metadata (input size, mean/std, classes): export it with "
+                         f"`litezoo export`")  # fmt: skip
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise InputError(f"{path} has corrupt litezoo metadata") from None
+    return session, meta
+
+
+class OnnxClassifier:
+    """An exported classifier on ONNX Runtime: ``logits(x)`` for normalised (N, 3, H, W) float32 input."""
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+        self.path = Path(path)
+        self.session, self.meta = _open_session(self.path, threads)
+        self.threads = threads
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.classes: list[str] = list(self.meta["classes"])
+        size = int(self.meta["image_size"])
+        h, w = inp.shape[2], inp.shape[3]
+        if (isinstance(h, int) and h != size) or (isinstance(w, int) and w != size):
+            raise InputError(f"{self.path}: the graph takes {h}x{w} px but its metadata says {size} px")
+        batch = inp.shape[0]
+        self.fixed_batch: int | None = batch if isinstance(batch, int) else None
+        self.preprocess = Preprocess(int(self.meta.get("resize", size)), size,
+                                     tuple(self.meta["mean"]), tuple(self.meta["std"]))  # fmt: skip
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocess.crop
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 -> (N, K) float32 logits (a fixed-batch export is fed one batch-sized slice at a time)."""
+        if self.fixed_batch is None or len(x) == self.fixed_batch:
+            return self.session.run(None, {self.input_name: x})[0]
+        out = []
+        for start in range(0, len(x), self.fixed_batch):
+            part = x[start : start + self.fixed_batch]
+            pad = self.fixed_batch - len(part)
+            if pad:
+                part = np.concatenate([part, np.zeros((pad, *part.shape[1:]), dtype=part.dtype)])
+            out.append(self.session.run(None, {self.input_name: part})[0][: self.fixed_batch - pad])
+        return np.concatenate(out)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prediction on files
+
+
+def list_images(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str | None]]:
+    """Image files of ``inputs`` (files and folders) and their labels: a folder of class folders is labelled.
+
+    A folder whose images sit in sub-folders gives each image its sub-folder's name as the true label;
+    loose files have label None. An empty selection raises InputError.
+    """
+    files: list[Path] = []
+    labels: list[str | None] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise InputError(f"{p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            for q in found:
+                files.append(q)
+                labels.append(q.parent.name if q.parent != p else None)
+        elif p.is_file():
+            files.append(p)
+            labels.append(None)
+        else:
+            raise InputError(f"{p} does not exist")
+    if not files:
+        raise InputError("no images given")
+    return files, labels
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class, probability), best first
+    label: str | None = None  # the true class when the folder says so
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.label is None else self.top[0][0] == self.label
+
+
+@dataclass
+class PredictResult:
+    predictions: list[Prediction]
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
+    seconds: float = 0.0  # wall time, decode included
+    images: np.ndarray | None = None  # uint8 (N, H, W, 3) of the predicted images (kept for the grid only)
+
+    @property
+    def accuracy(self) -> float | None:
+        marks = [p.correct for p in self.predictions if p.correct is not None]
+        return 100.0 * sum(marks) / len(marks) if marks else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "predictions": [{"path": p.path, "label": p.label, "correct": p.correct,
+                             "top": [{"class": c, "prob": round(float(v), 6)} for c, v in p.top]}
+                            for p in self.predictions],  # fmt: skip
+            "skipped": self.skipped,
+            "accuracy": self.accuracy,
+            "num_images": len(self.predictions),
+            "seconds": round(self.seconds, 4),
+            "images_per_second": round(len(self.predictions) / self.seconds, 2) if self.seconds else None,
+        }
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def predict_files(
+    clf: OnnxClassifier,
+    inputs: Sequence[str | os.PathLike],
+    *,
+    topk: int = 5,
+    batch_size: int = 32,
+    decode_threads: int | None = None,
+    allow_upscale: bool = False,
+    keep_images: bool = False,
+) -> PredictResult:
+    """Label every image of ``inputs`` (files or folders): top-k classes with probabilities.
+
+    Decoding runs on a thread pool (Pillow releases the GIL while it decodes and resamples), one batch ahead
+    of the model, so decode and inference overlap. Unreadable files are skipped and listed in ``skipped``.
+    """
+    files, labels = list_images(inputs)
+    classes = clf.classes
+    for label in {lb for lb in labels if lb is not None}:
+        if label not in classes:
+            labels = [None] * len(labels)  # sub-folders are not class names of this model: unlabelled
+            break
+    k = max(1, min(topk, len(classes)))
+    workers = decode_threads or min(8, os.cpu_count() or 1)
+    start = time.perf_counter()
+    preds: list[Prediction] = []
+    skipped: dict[str, str] = {}
+    kept: list[np.ndarray] = []
+
+    def decode(path: Path) -> np.ndarray | str:
+        try:
+            return clf.preprocess.load(path, allow_upscale=allow_upscale)
+        except BadImageFile as exc:
+            return str(exc).split(": ", 1)[-1]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        batches = list(_chunks(list(zip(files, labels)), batch_size))
+        pending = [pool.map(decode, [f for f, _ in b]) for b in batches[:1]]
+        for i, batch in enumerate(batches):
+            decoded = list(pending.pop(0))
+            if i + 1 < len(batches):  # start decoding the next batch while the model runs on this one
+                pending.append(pool.map(decode, [f for f, _ in batches[i + 1]]))
+            good = [(f, lb, img) for (f, lb), img in zip(batch, decoded) if not isinstance(img, str)]
+            for (f, _), img in zip(batch, decoded):
+                if isinstance(img, str):
+                    skipped[str(f)] = img
+            if not good:
+                continue
+            pixels = np.stack([img for _, _, img in good])  # (B, H, W, 3) uint8
+            probs = softmax(clf.logits(clf.preprocess.normalise(pixels)))  # (B, K)
+            order = np.argsort(-probs, axis=1)[:, :k]
+            for (f, lb, _), row, idx in zip(good, probs, order):
+                preds.append(Prediction(str(f), [(classes[j], float(row[j])) for j in idx], lb))
+            if keep_images:
+                kept.append(pixels)
+    seconds = time.perf_counter() - start
+    if not preds:
+        raise InputError(f"none of the {len(files)} image file(s) could be read "
+                         f"(first: {next(iter(skipped.items()))[0]}: {next(iter(skipped.values()))})")  # fmt: skip
+    images = np.concatenate(kept) if kept else None
+    return PredictResult(preds, skipped, seconds, images)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The prediction grid (the SqueezeNet tutorial's figure): Pillow only, so it works without matplotlib or torch
+
+
+def save_grid(result: PredictResult, path: str | os.PathLike, *, max_images: int = 64, cell: int = 128) -> Path:
+    """A PNG grid of the predicted images, each titled with its prediction: blue when right, red when wrong."""
+    from PIL import ImageDraw, ImageFont
+
+    from litezoo.fsutil import atomic_write_bytes
+
+    if result.images is None:
+        raise InputError("no images kept for the grid (predict with keep_images=True)")
+    n = min(len(result.predictions), max_images)
+    cols = min(8, n)
+    rows = (n + cols - 1) // cols
+    title_h = 30
+    canvas = Image.new("RGB", (cols * cell, rows * (cell + title_h)), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i in range(n):
+        pred = result.predictions[i]
+        r, c = divmod(i, cols)
+        x0, y0 = c * cell, r * (cell + title_h)
+        tile = Image.fromarray(result.images[i]).resize((cell - 4, cell - 4), Image.BILINEAR)
+        canvas.paste(tile, (x0 + 2, y0 + title_h))
+        name, prob = pred.top[0]
+        colour = (0, 0, 0) if pred.correct is None else ((30, 60, 220) if pred.correct else (220, 30, 30))
+        draw.text((x0 + 3, y0 + 2), f"{name[:16]}", fill=colour, font=font)
+        draw.text((x0 + 3, y0 + 15), f"{100 * prob:.1f}%" + ("" if pred.label is None or pred.correct
+                                                             else f" (is {pred.label[:9]})"),
+                  fill=colour, font=font)  # fmt: skip
+    import io
+
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return atomic_write_bytes(buf.getvalue(), path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runtime choice for this machine, measured once and cached
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """The litezoo cache folder ($LITEZOO_CACHE or ~/.cache/litezoo), as litezoo.data uses."""
+    return Path(os.environ.get("LITEZOO_CACHE") or Path.home() / ".cache" / "litezoo").expanduser()
+
+
+def choose_threads(path: str | os.PathLike, batch_size: int, *, seconds: float = 0.4) -> dict[str, Any]:
+    """The fastest ONNX Runtime thread count for this file and batch on this CPU (measured once, then cached).
+
+    The key holds the CPU model, the onnxruntime version and the file's hash, so a new machine, a new runtime
+    or a re-exported model measures again. At batch 1 small nets often run faster on 1 thread than on all.
+    """
+    import onnxruntime as ort
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    key = {"cpu": _cpu_model(), "cpus": cpus, "onnxruntime": ort.__version__, "model": file_digest(path),
+           "batch": batch_size}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    cache = cache_dir() / "deploy" / f"runtime-choice-{digest}.json"
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return {**cached["choice"], "cached": True}
+    except (OSError, ValueError):
+        pass
+    candidates = sorted({1, cpus})
+    timings = {}
+    for threads in candidates:
+        clf = OnnxClassifier(path, threads=threads)
+        size = clf.image_size
+        x = np.random.default_rng(0).standard_normal((batch_size, 3, size, size), dtype=np.float32)
+        clf.logits(x)  # warm-up
+        times = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(times) < 3:
+            t0 = time.perf_counter()
+            clf.logits(x)
+            times.append(time.perf_counter() - t0)
+        timings[threads] = float(np.median(times))
+    best = min(timings, key=timings.get)
+    choice = {"runtime": "ort", "threads": best, "median_ms": {str(t): 1e3 * v for t, v in timings.items()}}
+    try:
+        from litezoo.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(json.dumps({"key": key, "choice": choice}, indent=1).encode(), cache)
+    except OSError as exc:  # a read-only home must not stop a prediction
+        warnings.warn(f"could not cache the runtime choice in {cache}: {exc}", stacklevel=2)
+    return {**choice, "cached": False}
