@@ -246,7 +246,8 @@ def _open_cifar(source: cifar.CifarSource, split: str, image_size, cache_root: P
                         for i, img in enumerate(images):
                             writer.images[i] = _fit_array(img, fit)
                     writer.finish(np.ones(len(labels), bool), labels,
-                                  {"key": key, "classes": classes, "skipped": [], "reasons": {}})
+                                  {"key": key, "classes": classes, "skipped": [], "reasons": {},
+                                   "dataset": str(source.path.resolve()), "split": split})
                 except BaseException:
                     writer.abort()
                     raise
@@ -275,7 +276,7 @@ def _cifar_stats(source: cifar.CifarSource, cache_root: Path, train_pixels: np.n
         pixels = train_pixels if train_pixels is not None else source.read("train")[0]
         return _array_stats(pixels)
 
-    return _cached_stats(cache_root, key, compute)
+    return _cached_stats(cache_root, key, compute, source.path)
 
 
 def _array_stats(images: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -393,6 +394,7 @@ def _build_folder_cache(slot, key, folder: Path, classes, paths, labels, fit: Fi
         bad = sorted(result.failures)
         writer.finish(keep, labels[keep], {
             "key": key, "classes": classes, "skipped": [paths[i] for i in bad],
+            "dataset": str(folder.parent.resolve()), "split": folder.name,
             "reasons": {paths[i]: result.failures[i] for i in bad}, "fit": fit.describe(),
             # files upscaled into the cache (shorter side < crop): the small-image warning filters them by
             # the image_size asked for when opened, which the cache key does not always pin down
@@ -427,10 +429,10 @@ def _folder_stats(train: _Listing, fit: Fit, cache_root: Path, workers, train_ca
             raise DatasetError(f"{train.folder}: none of the sampled training images could be decoded")
         return result.mean, result.std
 
-    return _cached_stats(cache_root, key, compute)
+    return _cached_stats(cache_root, key, compute, train.folder.parent)
 
 
-def _cached_stats(cache_root: Path, key: str, compute) -> tuple[tuple, tuple]:
+def _cached_stats(cache_root: Path, key: str, compute, dataset: Path) -> tuple[tuple, tuple]:
     path = cache_root / "decoded" / f"stats-{key[:24]}.json"
     try:
         saved = json.loads(path.read_text())
@@ -440,8 +442,11 @@ def _cached_stats(cache_root: Path, key: str, compute) -> tuple[tuple, tuple]:
         pass
     mean, std = compute()
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"key": key, "mean": mean, "std": std})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"key": key, "mean": mean, "std": std, "dataset": str(dataset.resolve())})
+    except OSError as exc:  # full or read-only disk: the numbers are right, they are just measured again next time
+        log.warning("could not save the dataset statistics to %s (%s)", path, exc.strerror or exc)
     return mean, std
 
 
