@@ -53,17 +53,19 @@ class Column:
     numeric: bool
     cell: Callable[[Entry], tuple[str, float | None, str]]
     optional: bool = False  # left out when no run has a value (e.g. latency without bench/profile results)
+    wrap: bool = False  # long text: may take several lines
 
 
 def _top1_cell(e: Entry) -> tuple[str, float | None, str]:
     if e.best_top1 is None:
         return "", None, ""
-    return f'<span>{e.best_top1:.2f}<small class="src">{escape(e.best_source)}</small></span>', e.best_top1, ""
+    return f'<span>{e.best_top1:.2f} <small class="src">{escape(e.best_source)}</small></span>', e.best_top1, ""
 
 
 COLUMNS = [
     Column("model", "registry name, input size", False,
-           lambda e: (escape(e.model) + (f", {e.image_size}px" if e.image_size else ""), None, "")),
+           lambda e: (f'<span>{escape(e.model)}' + (f' <small class="src">{e.image_size}px input</small>'
+                                                     if e.image_size else "") + "</span>", None, "")),
     Column("params", "parameters", True, lambda e: (format_count(e.params), e.params, "")),
     Column("MACs", "multiply-accumulates per image (conv + linear + matmul), batch 1, at the run's input size", True,
            lambda e: (format_count(e.macs), e.macs, "")),
@@ -80,7 +82,7 @@ COLUMNS = [
     Column("precision", "recorded precision, or the config's train.amp", False,
            lambda e: (escape(e.precision), None, "")),
     Column("CPU", "machine the run trained on (from the run folder)", False,
-           lambda e: (escape(e.cpu) or '<span class="note">not recorded</span>', None, "")),
+           lambda e: (escape(e.cpu) or '<span class="note">not recorded</span>', None, ""), wrap=True),
 ]  # fmt: skip
 
 CSS = """
@@ -101,6 +103,8 @@ table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap;vertical-align:top}
 td.num,th.num{text-align:right}
 small.src{display:block;color:var(--muted);font-size:.8em}
+td.wrap{white-space:normal;min-width:9em}
+pre.config{column-width:22em;column-rule:1px solid var(--line)}
 thead th{background:var(--card);position:sticky;top:0}
 th button{all:unset;cursor:pointer;font-weight:600}
 th button:focus-visible{outline:2px solid var(--accent)}
@@ -144,10 +148,13 @@ table.cards td:empty{display:none}
 svg text{font-size:17px}svg .ttl{font-size:19px}.bubble-chart text{font-size:21px}}
 """
 
-# Sort the leaderboard by a clicked column: numbers by data-v (missing last either way), text alphabetically.
+# Sort the leaderboard by a clicked column: numbers by data-v (missing last either way), text by data-s or the text.
 SCRIPT = """
 (function(){
-  function key(cell){var v=cell.getAttribute('data-v');return v===null?cell.textContent.trim():(v===''?null:+v);}
+  function key(cell){
+    if(cell.hasAttribute('data-s')){return cell.getAttribute('data-s');}
+    var v=cell.getAttribute('data-v');return v===null?cell.textContent.trim():(v===''?null:+v);
+  }
   document.querySelectorAll('table.sortable').forEach(function(table){
     var heads=table.tHead.rows[0].cells;
     Array.prototype.forEach.call(heads,function(th,col){
@@ -200,11 +207,13 @@ def _leaderboard(entries: list[Entry], colors: dict[str, str]) -> tuple[str, lis
     body = []
     for e in order:
         # data-label names the column in the phone layout (one card per run); data-v is what sorting compares.
-        cells = [f'<td data-label="run" data-v="{escape(e.run)}"><span class="sw" style="background:'
+        cells = [f'<td data-label="run" data-s="{escape(e.run)}"><span class="sw" style="background:'
                  f'{colors[e.run]}"></span>{escape(e.run)}{_status_badge(e)}</td>']  # fmt: skip
         for c in columns:
             text, value, title = c.cell(e)
             attrs = f' data-label="{escape(c.name)}"'
+            if c.wrap:
+                attrs += ' class="wrap"'
             if c.numeric:
                 attrs += f' class="num" data-v="{"" if value is None else repr(float(value))}"'
             attrs += f' title="{escape(title)}"' if title else ""
@@ -302,7 +311,7 @@ def _run_details(e: Entry, colors: dict[str, str]) -> str:
     if problems:
         parts.append('<div class="warn"><ul>' + "".join(f"<li>{escape(p)}</li>" for p in problems) + "</ul></div>")
     parts.append("<h3>Metrics per epoch</h3>" + _epoch_table(e))
-    parts.append("<h3>Config</h3><pre>" + escape(yaml.safe_dump(rec.config, sort_keys=False)) + "</pre>")
+    parts.append('<h3>Config</h3><pre class="config">' + escape(yaml.safe_dump(rec.config, sort_keys=False)) + "</pre>")
     parts.append("<h3>Machine</h3>" + (_kv_table(rec.machine) if rec.machine else
                                       '<p class="note">not recorded in the run folder</p>'))  # fmt: skip
     extra = [str(p.relative_to(rec.path)) for p in rec.confusion_pngs + rec.grid_pngs] + \
