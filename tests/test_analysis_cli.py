@@ -114,6 +114,20 @@ def user_module(tmp_path, monkeypatch):
 
         def not_a_model():
             return 42
+
+        def warns():
+            import warnings
+            warnings.warn("this net is only a test")
+            return tiny()
+
+        def raises_key_error():
+            return {}["a programming bug"]
+
+        def raises_value_error():
+            raise ValueError("a bug, not bad input")
+
+        def opens_missing_file():
+            return open("/no/such/weights.bin", "rb")
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     return "my_user_nets"
@@ -136,6 +150,49 @@ def test_profile_bad_model_specs_exit_2(capsys, user_module, spec, message):
     code, out, err = run_cli(capsys, "profile", spec.format(mod=user_module), "--no-time")
     assert code == 2
     assert message in err and out == ""
+
+
+def test_profile_warnings_are_one_line_litezoo_messages(capsys, user_module):
+    import warnings
+
+    before = warnings.showwarning
+    code, out, err = run_cli(capsys, "profile", f"{user_module}:warns", "--input-size", "6", "--no-time", "--json")
+    assert code == 0 and json.loads(out)
+    assert "litezoo profile: warning: this net is only a test" in err
+    assert ".py:" not in err and "warnings.warn" not in err  # no source path, line number or code line
+    assert warnings.showwarning is before  # restored after the command
+
+
+@pytest.mark.parametrize(
+    "factory, code, message",
+    [
+        ("raises_key_error", 1, "failed: KeyError"),  # a bug is a failure (1), not the user's bad input (2)
+        ("raises_value_error", 1, "failed: ValueError: a bug, not bad input"),
+        ("opens_missing_file", 2, "error: no such file or directory: /no/such/weights.bin"),
+    ],
+)
+def test_only_input_errors_exit_2(capsys, user_module, factory, code, message):
+    got, out, err = run_cli(capsys, "profile", f"{user_module}:{factory}", "--no-time")
+    assert got == code and message in err and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_profile_vocabulary_repeats_json_and_device_auto(capsys, user_module):
+    from litezoo.cli.main import build_parser
+
+    parser = build_parser()
+    for command in ("profile", "compare", "guidelines"):
+        args, _ = parser.parse_known_args([command, "m"] if command != "guidelines" else [command])
+        assert args.device == "auto" and args.threads is None, command  # the same defaults everywhere
+        assert hasattr(args, "repeats"), command
+    for old in (["--format", "json"], ["--runs", "3"]):  # replaced by --json and --repeats
+        with pytest.raises(SystemExit) as exit_info:
+            main(["profile", f"{user_module}:tiny", *old])
+        assert exit_info.value.code == 2
+    capsys.readouterr()
+    code, out, _ = run_cli(capsys, "profile", f"{user_module}:tiny", "--input-size", "6", "--repeats", "2",
+                           "--warmup", "1", "--threads", "1", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["latency"]["runs"] == 2
 
 
 # --- compare ---------------------------------------------------------------------------------------------
@@ -166,7 +223,7 @@ def test_compare_with_run_writes_accuracy_chart(capsys, tmp_path, user_module):
     out_dir = tmp_path / "report"
     code, out, _ = run_cli(
         capsys, "compare", f"{user_module}:tiny", "--input-size", "6", "--runs", str(run_dir), "--out", str(out_dir),
-        "--latency-runs", "2", "--warmup", "1", "--threads", "1", "--json",
+        "--repeats", "2", "--warmup", "1", "--threads", "1", "--json",
     )
     assert code == 0
     result = json.loads(out)
@@ -182,11 +239,42 @@ def test_compare_with_run_writes_accuracy_chart(capsys, tmp_path, user_module):
 def test_compare_without_runs_plots_latency(capsys, tmp_path, user_module):
     code, out, _ = run_cli(
         capsys, "compare", f"{user_module}:tiny", f"{SEED}:standard_conv", "--input-size", "6",
-        "--out", str(tmp_path), "--latency-runs", "2", "--warmup", "1", "--threads", "1",
+        "--out", str(tmp_path), "--repeats", "2", "--warmup", "1", "--threads", "1",
     )
     assert code == 0
     assert "latency vs MACs" in out
     assert (tmp_path / "compare.png").is_file() and (tmp_path / "compare.svg").is_file()
+
+
+def test_compare_takes_run_folders_as_positional_arguments(capsys, tmp_path, user_module):
+    run_dir = _fake_run(tmp_path / "runs" / "mnv1")
+    code, out, _ = run_cli(
+        capsys, "compare", str(run_dir), f"{user_module}:tiny", "--input-size", "6", "--out", str(tmp_path / "o"),
+        "--repeats", "2", "--warmup", "1", "--threads", "1", "--json",
+    )
+    assert code == 0
+    rows = json.loads(out)["rows"]
+    assert [r["name"] for r in rows] == [f"{user_module}:tiny", "mobilenet_v1_x0_25_cifar (mnv1)"]
+    assert rows[1]["test_top1"] == 55.25
+
+
+def test_compare_json_with_a_non_utf8_run_folder_is_strict_json(capsys, tmp_path, user_module):
+    """A run folder named with the byte 0xff: its path must reach --json as valid text, not a lone surrogate."""
+    import os
+
+    folder = os.path.join(os.fsencode(tmp_path), b"run\xff")
+    run_dir = _fake_run(tmp_path / os.fsdecode(folder))
+    assert os.path.isdir(folder)  # a real file name with the byte 0xff in it
+    code, out, _ = run_cli(
+        capsys, "compare", "--runs", str(run_dir), "--out", str(tmp_path / "o"), "--repeats", "1",
+        "--warmup", "1", "--threads", "1", "--json",
+    )
+    assert code == 0
+    out.encode("utf-8")  # raises for a lone surrogate
+    assert "\\udc" not in out  # nor escaped as one (strict parsers reject '\udcff' without its pair)
+    result = json.loads(out)
+    assert result["rows"][0]["name"] == "mobilenet_v1_x0_25_cifar (run\\xff)"
+    assert result["rows"][0]["run_dir"].endswith("run\\xff")
 
 
 def test_compare_bad_inputs_exit_2(capsys, tmp_path):
@@ -201,7 +289,7 @@ def test_compare_bad_inputs_exit_2(capsys, tmp_path):
 
 def test_guidelines_quick_produces_all_four_tables(capsys, tmp_path):
     out_file = tmp_path / "g.json"
-    code, out, _ = run_cli(capsys, "guidelines", "--quick", "--json", "--out", str(out_file))
+    code, out, _ = run_cli(capsys, "guidelines", "--quick", "--threads", "1", "--json", "--out", str(out_file))
     assert code == 0
     report = json.loads(out)
     assert json.loads(out_file.read_text())["guidelines"].keys() == report["guidelines"].keys()

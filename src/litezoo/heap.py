@@ -11,9 +11,14 @@ Measured (benchmarks/results/heap_tuning.json, ``python benchmarks/heap_tuning.p
 1024, bf16, channels_last, 2 threads: page faults per step ~120,000 -> 0, images/s 1088-1190 -> 1294-1322 (1.15x);
 mobilenet_v1_x0_5_cifar at batch 512 (smaller activations, more time in compute): 1.03x.
 
-The cost is that the process keeps its peak heap until the context exits; on exit both settings go back to glibc's
-starting values and the heap is trimmed (glibc's *dynamic* mmap threshold stays off afterwards, as after any
-``mallopt`` call; the threshold keeps the value it had). Off glibc (macOS, Windows, musl) this is a no-op, and CUDA training does not need it.
+The cost is that the process keeps its peak heap until the context exits. On exit both settings go back to what
+the process started with and the heap is trimmed. glibc has no way to read a ``mallopt`` setting back, so "what it
+started with" is glibc's default unless the environment set it at start-up (``GLIBC_TUNABLES`` entries
+``glibc.malloc.mmap_max`` / ``glibc.malloc.trim_threshold``, or the older ``MALLOC_MMAP_MAX_`` /
+``MALLOC_TRIM_THRESHOLD_``); a value the program itself set with ``mallopt`` before entering cannot be seen and is
+replaced by that start-up value. Contexts nest (and may be entered from several threads): the settings change when
+the first one enters and are restored when the last one exits. glibc's *dynamic* mmap threshold stays off afterwards,
+as after any ``mallopt`` call. Off glibc (macOS, Windows, musl) this is a no-op, and CUDA training does not need it.
 """
 
 from __future__ import annotations
@@ -21,15 +26,44 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import platform
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-# glibc's defaults, restored on exit (the threshold is dynamic by default; 128 KiB is where it starts).
+# glibc's defaults (the threshold is dynamic by default; 128 KiB is where it starts).
 _DEFAULT_TRIM_THRESHOLD = 128 * 1024
 _DEFAULT_MMAP_MAX = 65536
+
+_lock = threading.Lock()
+_depth = 0  # heap_kept contexts currently active in this process
+
+
+def startup_settings(environ: Mapping[str, str] = os.environ) -> dict[int, int]:
+    """``{mallopt parameter: value}`` the process started with: glibc's defaults, overridden by the environment.
+
+    Later ``GLIBC_TUNABLES`` entries win over earlier ones and over the ``MALLOC_*_`` variables; values that are
+    not integers are ignored, as glibc ignores them.
+    """
+    settings = {_M_MMAP_MAX: _DEFAULT_MMAP_MAX, _M_TRIM_THRESHOLD: _DEFAULT_TRIM_THRESHOLD}
+    legacy = {"MALLOC_MMAP_MAX_": _M_MMAP_MAX, "MALLOC_TRIM_THRESHOLD_": _M_TRIM_THRESHOLD}
+    tunables = {"glibc.malloc.mmap_max": _M_MMAP_MAX, "glibc.malloc.trim_threshold": _M_TRIM_THRESHOLD}
+    pairs = [(legacy[k], environ[k]) for k in legacy if k in environ]
+    for item in environ.get("GLIBC_TUNABLES", "").split(":"):
+        name, _, value = item.partition("=")
+        if name.strip() in tunables:
+            pairs.append((tunables[name.strip()], value))
+    for param, value in pairs:
+        try:
+            number = int(value.strip(), 0)  # glibc accepts decimal and 0x hex
+        except ValueError:
+            continue
+        if number >= 0:
+            settings[param] = number
+    return settings
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -48,15 +82,24 @@ def _glibc() -> ctypes.CDLL | None:
 @contextlib.contextmanager
 def heap_kept(enabled: bool = True) -> Iterator[bool]:
     """Within the block, large freed blocks stay in the heap for reuse. Yields whether the setting is active."""
+    global _depth
     libc = _glibc() if enabled else None
-    # mallopt returns 1 on success.
-    active = libc is not None and libc.mallopt(_M_MMAP_MAX, 0) == 1
-    if active:
-        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    with _lock:
+        active = libc is not None and (_depth > 0 or libc.mallopt(_M_MMAP_MAX, 0) == 1)  # mallopt: 1 = success
+        if active:
+            if _depth == 0:
+                libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+            _depth += 1
     try:
         yield active
     finally:
         if active:
-            libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-            libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
-            libc.malloc_trim(0)  # give the training peak back to the OS
+            with _lock:
+                _depth -= 1
+                if _depth == 0:  # the last one out puts back what the process started with
+                    for param, value in startup_settings().items():
+                        libc.mallopt(param, value)
+                    libc.malloc_trim(0)  # give the training peak back to the OS
+
+
+__all__ = ["heap_kept", "startup_settings"]

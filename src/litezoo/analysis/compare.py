@@ -14,7 +14,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import matplotlib
 import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from litezoo.analysis.counting import trace_costs
 from litezoo.analysis.latency import measure_latency, torch_threads
@@ -23,6 +26,7 @@ from litezoo.device import resolve_device
 from litezoo.errors import InputError
 from litezoo.fsutil import atomic_write_bytes
 from litezoo.machine import machine_info
+from litezoo.tables import printable
 
 TABLE_COLUMNS = ["name", "input_size", "params", "macs_paper", "flops_all", "mac_bytes", "latency_ms",
                  "latency_p10_ms", "latency_p90_ms", "test_top1", "test_top5"]
@@ -153,11 +157,6 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: str | os.PathLike, stem
     With accuracies: top-1 vs MACs (rows without accuracy are left out of the chart, not the table).
     Without: latency vs MACs. Bubble area is proportional to the parameter count.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-
     if not rows:
         raise InputError("nothing to plot")
     out = Path(out_dir)
@@ -170,15 +169,18 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: str | os.PathLike, stem
     max_params = max(r["params"] for r in plotted) or 1
     sizes = [2000 * r["params"] / max_params + 20 for r in plotted]  # area ∝ params (matplotlib's s is area)
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    colors = plt.cm.tab10.colors
+    # A Figure with its own Agg canvas: files only, and pyplot's global backend and figure list stay untouched.
+    fig = Figure(figsize=(8, 5.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colors = matplotlib.colormaps["tab10"].colors
     for i, (r, x, y, s) in enumerate(zip(plotted, xs, ys, sizes)):
         color = colors[i % len(colors)]
         ax.scatter([x], [y], s=s, alpha=0.5, color=color, edgecolors="black", linewidths=0.5)
         if kind == "latency":  # the spread of the timed runs: p10 to p90
             ax.errorbar([x], [y], yerr=[[y - r["latency_p10_ms"]], [r["latency_p90_ms"] - y]], color=color,
                         capsize=3, linewidth=1)
-        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.annotate(printable(r["name"]), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("MACs (millions, conv + linear + matmul, batch 1)")
@@ -193,11 +195,8 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: str | os.PathLike, stem
     ax.text(0.99, 0.01, f"bubbles: {smallest / 1e6:.2f}M to {max_params / 1e6:.2f}M params",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="gray")
     paths = {}
-    try:
-        for fmt in ("png", "svg"):
-            path = out / f"{stem}.{fmt}"
-            _atomic_savefig(fig, path, fmt)
-            paths[fmt] = str(path)
-    finally:
-        plt.close(fig)
+    for fmt in ("png", "svg"):
+        path = out / f"{stem}.{fmt}"
+        _atomic_savefig(fig, path, fmt)
+        paths[fmt] = str(path)
     return {"chart": kind, **paths}

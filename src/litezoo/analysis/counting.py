@@ -42,6 +42,8 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from litezoo.errors import InputError
+
 # ----------------------------------------------------------------------------------------------------------
 # Operator rules. Keys are the op's base name (``aten.relu_.default`` -> ``relu_``); in-place variants are
 # matched by stripping the trailing underscore.
@@ -371,7 +373,7 @@ class CostTrace:
 
 def _normalize_size(input_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     if isinstance(input_size, bool):
-        raise ValueError(f"input_size must be an int or (height, width), got {input_size!r}")
+        raise InputError(f"input_size must be an int or (height, width), got {input_size!r}")
     if isinstance(input_size, int):
         size = (input_size, input_size)
     elif isinstance(input_size, (tuple, list)) and len(input_size) == 2 and all(
@@ -379,9 +381,9 @@ def _normalize_size(input_size: int | tuple[int, int] | list[int]) -> tuple[int,
     ):
         size = (int(input_size[0]), int(input_size[1]))
     else:
-        raise ValueError(f"input_size must be an int or (height, width), got {input_size!r}")
+        raise InputError(f"input_size must be an int or (height, width), got {input_size!r}")
     if min(size) < 1:
-        raise ValueError(f"input_size must be positive, got {input_size!r}")
+        raise InputError(f"input_size must be positive, got {input_size!r}")
     return size
 
 
@@ -397,9 +399,9 @@ def example_input(
     if in_chans is None:
         in_chans = int(getattr(model, "in_chans", 3))
     if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
-        raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
+        raise InputError(f"in_chans must be a positive integer, got {in_chans!r}")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        raise InputError(f"batch must be a positive integer, got {batch!r}")
     first = next((p for p in model.parameters() if p.is_floating_point()), None)
     dtype = first.dtype if first is not None else torch.get_default_dtype()
     if device is None:
@@ -412,13 +414,13 @@ def trace_costs(
 ) -> CostTrace:
     """Run one forward pass and return the per-module cost trace."""
     if not isinstance(model, nn.Module):
-        raise ValueError(f"expected an nn.Module, got {type(model).__name__}")
+        raise InputError(f"expected an nn.Module, got {type(model).__name__}")
     x = example_input(model, input_size, in_chans, batch)
     trace = CostTrace(model)
     try:
         trace.run(x)
     except RuntimeError as exc:
-        raise ValueError(
+        raise InputError(
             f"{type(model).__name__} cannot run on input {tuple(x.shape)}: {exc}".splitlines()[0]
         ) from exc
     return trace
@@ -437,5 +439,5 @@ def count_macs(model: nn.Module, input_size: int | tuple[int, int] = 224, in_cha
 def count_params(model: nn.Module) -> int:
     """Number of parameters (shared parameters once)."""
     if not isinstance(model, nn.Module):
-        raise ValueError(f"expected an nn.Module, got {type(model).__name__}")
+        raise InputError(f"expected an nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters())

@@ -23,6 +23,7 @@ its ARM channel counts (16x fewer FLOPs) and batch 1, so the full run takes a mi
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -34,7 +35,10 @@ import torch.nn as nn
 from litezoo.analysis.counting import CostTrace
 from litezoo.analysis.latency import busy_warning, summarize, time_callable, torch_threads
 from litezoo.device import resolve_device
+from litezoo.errors import InputError
+from litezoo.fsutil import atomic_write_bytes
 from litezoo.machine import load_average, machine_info
+from litezoo.tables import format_table
 
 # ----------------------------------------------------------------------------------------------------------
 # The paper's tables (ShuffleNet V2, Tables 1–4), transcribed. GPU: batches/s on a GTX 1080Ti; ARM: images/s
@@ -244,7 +248,7 @@ def run_guideline(
 ) -> dict[str, Any]:
     """Measure one table. ``quick``: 14x14 inputs, x1 column only, 3 runs — for tests, not for conclusions."""
     if guideline not in PAPER:
-        raise ValueError(f"unknown guideline {guideline!r}; choose from {', '.join(PAPER)}")
+        raise InputError(f"unknown guideline {guideline!r}; choose from {', '.join(PAPER)}")
     dev = resolve_device(device)
     platform = "gpu" if dev.type == "cuda" else "arm"
     batch = 8 if platform == "gpu" else 1
@@ -335,7 +339,7 @@ def run_guidelines(
     dev = resolve_device(device)
     unknown = sorted(set(which or []) - set(PAPER))
     if unknown:
-        raise ValueError(f"unknown guideline(s) {', '.join(unknown)}; choose from {', '.join(PAPER)}")
+        raise InputError(f"unknown guideline(s) {', '.join(unknown)}; choose from {', '.join(PAPER)}")
     start = time.perf_counter()
     results = {}
     with torch_threads(threads):
@@ -355,8 +359,6 @@ def run_guidelines(
 
 def format_guidelines(report: dict[str, Any]) -> str:
     """The measured tables beside the paper's, and the verdicts, as plain text."""
-    from litezoo.cli.common import format_table
-
     m = report["machine"]
     lines = [
         f"ShuffleNet V2 guidelines on {m['cpu_model']} ({m['cpu_capability']}, {m['threads']} threads, "
@@ -392,8 +394,4 @@ def format_guidelines(report: dict[str, Any]) -> str:
 
 def write_json(report: dict[str, Any], path: str) -> str:
     """Write ``report`` atomically (temp file in the same folder, fsync, rename); returns the path."""
-    import json
-
-    from litezoo.fsutil import atomic_write_bytes
-
     return str(atomic_write_bytes((json.dumps(report, indent=1) + "\n").encode("utf-8"), path))

@@ -28,11 +28,8 @@ def load_model(spec: str, num_classes: int = 1000, in_chans: int | None = None) 
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"model must be a registry name or 'package.module:function', got {spec!r}")
     if ":" not in spec:
-        try:
-            info = model_info(spec)
-            model = create_model(spec, num_classes=num_classes, in_chans=3 if in_chans is None else in_chans)
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
+        info = model_info(spec)  # InputError for an unknown name, suggesting the closest
+        model = create_model(spec, num_classes=num_classes, in_chans=3 if in_chans is None else in_chans)
         return LoadedModel(spec, model, info.default_size)
 
     module_name, _, attr = spec.partition(":")

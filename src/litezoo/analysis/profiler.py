@@ -19,6 +19,8 @@ import torch.nn as nn
 from litezoo.analysis.counting import CostTrace, example_input
 from litezoo.analysis.latency import busy_warning, measure_latency, torch_threads
 from litezoo.device import resolve_device
+from litezoo.errors import InputError
+from litezoo.tables import format_table
 
 # Every number's convention, written into the JSON output and the table's footer.
 CONVENTIONS = {
@@ -88,8 +90,6 @@ class Profile:
         return buf.getvalue()
 
     def to_table(self) -> str:
-        from litezoo.cli.common import format_table  # the plain-text table shared by all subcommands
-
         def row_cells(r: dict[str, Any]) -> dict[str, str]:
             return {
                 "name": r["name"] or "(model)",
@@ -222,7 +222,7 @@ def profile_model(
     ``time_it=False`` skips both timing passes (counts only). ``threads``: CPU threads while timing.
     """
     if not isinstance(model, nn.Module):
-        raise ValueError(f"expected an nn.Module, got {type(model).__name__}")
+        raise InputError(f"expected an nn.Module, got {type(model).__name__}")
     dev = resolve_device(device)
     was_training = model.training
     model = model.to(dev).eval()
@@ -231,7 +231,7 @@ def profile_model(
     try:
         trace.run(x)
     except RuntimeError as exc:
-        raise ValueError(f"{type(model).__name__} cannot run on input {tuple(x.shape)}: {exc}".splitlines()[0]) from exc
+        raise InputError(f"{type(model).__name__} cannot run on input {tuple(x.shape)}: {exc}".splitlines()[0]) from exc
 
     with torch_threads(threads):
         own_ms = time_layers(model, x) if time_it else {}

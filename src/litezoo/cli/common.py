@@ -1,18 +1,23 @@
-"""Helpers shared by the subcommands: the --json convention and argument types.
+"""What every subcommand shares: the ``--json`` convention, the common flags, argument types.
 
-Exit codes: 0 success, 2 bad input (one line on stderr), 1 failure during work.
+Exit codes (cli/main.py): 0 success, 2 bad input (:class:`InputError`, one line on stderr), 1 failure during
+work, 130 after Ctrl-C. This module is imported by ``litezoo --help``: it must not import torch (nor numpy).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from typing import Any
 
+from litezoo.errors import InputError
+from litezoo.tables import printable
 
-class CliUsageError(Exception):
-    """Bad command-line input found by a subcommand: exit code 2."""
+# Subcommands written before the single error type raise this name; it is InputError itself.
+CliUsageError = InputError
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -20,33 +25,28 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one machine-readable JSON object on stdout")
 
 
-def emit(args: argparse.Namespace, result: dict[str, Any], human: str | None = None) -> None:
-    """Print ``result`` as one JSON object with --json, otherwise the human text (if any)."""
-    if getattr(args, "json", False):
-        json.dump(result, sys.stdout, default=_json_default)
-        sys.stdout.write("\n")
-    elif human:
-        print(human)
+def add_device(parser: argparse.ArgumentParser, what: str = "run the model on") -> None:
+    """``--device``, default ``auto`` (cuda, then mps, then cpu), resolved by :func:`litezoo.device.resolve_device`."""
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help=f"where to {what}: auto, cpu, cuda, cuda:N or mps (default auto: cuda, then mps, then cpu)")  # fmt: skip
 
 
-def human_out(args: argparse.Namespace):
-    """Where progress text for people goes: stderr with --json (stdout is reserved for the JSON object)."""
-    return sys.stderr if getattr(args, "json", False) else sys.stdout
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: default leaves torch's setting alone; when given, set for the command and restored after."""
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="CPU threads for torch during the command (default: torch's own setting; restored after)")  # fmt: skip
 
 
-def _json_default(obj: Any) -> Any:
-    try:
-        import numpy as np
+def add_repeats(parser: argparse.ArgumentParser, default: int | None, what: str = "timed repetitions") -> None:
+    """``--repeats N``: how many times a timing is repeated."""
+    shown = "" if default is None else f" (default {default})"
+    parser.add_argument("--repeats", type=positive_int, default=default, metavar="N", help=f"{what}{shown}")
 
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+def add_no_download(parser: argparse.ArgumentParser) -> None:
+    """``--no-download``: a known dataset name must already be in the cache (no network access)."""
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download a dataset: fail if it is not already on disk")  # fmt: skip
 
 
 def positive_int(text: str) -> int:
@@ -59,25 +59,61 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+# ---------------------------------------------------------------------------------------------------------------
+# JSON on stdout
+
+def json_safe(obj: Any) -> Any:
+    r"""``obj`` with only values strict JSON parsers accept.
+
+    Strings lose their lone surrogates (a non-UTF-8 file name arrives as ``'caf\udce9.png'``; it is written
+    as ``'caf\\xe9.png'``); paths become strings; numpy/torch scalars and arrays become numbers and lists;
+    tuples and sets become lists; NaN and infinities become null (JSON has no such numbers).
+    """
+    if isinstance(obj, str):
+        return printable(obj)
+    if obj is None or isinstance(obj, (bool, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {json_safe(k if isinstance(k, str) else str(k)): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return json_safe(os.fspath(obj))
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays, without importing either
+        return json_safe(obj.tolist())
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def format_table(rows: list[dict[str, Any]], columns: list[str], align_right: set[str] | None = None) -> str:
-    """A plain-text table for people (``--json`` gives the data itself)."""
-    align_right = align_right or set()
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """``obj`` as strict JSON text (see :func:`json_safe`)."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
 
-    def fmt(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if c in align_right else v.ljust(w) for v, w, c in zip(values, widths, columns)).rstrip()
 
-    lines = [fmt(columns), fmt(["-" * w for w in widths])]
-    lines += [fmt(row) for row in cells]
-    return "\n".join(lines)
+def emit(args: argparse.Namespace, result: dict[str, Any], human: str | None = None) -> None:
+    """Print ``result`` as one JSON object with --json, otherwise the human text (if any)."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json_text(result) + "\n")
+    elif human:
+        print(printable(human))  # a pipe's strict UTF-8 encoder would fail on a lone surrogate
+
+
+def human_out(args: argparse.Namespace):
+    """Where progress text for people goes: stderr with --json (stdout is reserved for the JSON object)."""
+    return sys.stderr if getattr(args, "json", False) else sys.stdout
+
+
+__all__ = [
+    "CliUsageError",
+    "add_common",
+    "add_device",
+    "add_threads",
+    "add_repeats",
+    "add_no_download",
+    "positive_int",
+    "json_safe",
+    "json_text",
+    "emit",
+    "human_out",
+]

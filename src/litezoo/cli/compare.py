@@ -1,10 +1,12 @@
-"""``litezoo compare MODEL… [--runs RUN_DIR…]``: one table and a Bianco-style bubble chart."""
+"""``litezoo compare MODEL|RUN_DIR… [--runs RUN_DIR…]``: one table and a Bianco-style bubble chart."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from litezoo.cli.common import add_common, emit, format_table, human_out, positive_int
+from litezoo.cli.common import add_common, add_repeats, emit, human_out, positive_int
+from litezoo.tables import format_table, printable
 from litezoo.cli.profile import add_model_args
 
 
@@ -16,21 +18,23 @@ def register(subparsers) -> None:
             "One table of params, MACs (conv+linear+matmul), FLOPs (all ops), memory access cost, batch-1\n"
             "latency and, for trained runs, best test top-1; plus a bubble chart (area = params) saved as\n"
             "PNG and SVG: accuracy vs MACs when runs are given, latency vs MACs otherwise.\n"
-            "MODEL is a registry name or package.module:function; RUN_DIR is a `litezoo train` run folder."
+            "MODEL is a registry name or package.module:function; RUN_DIR is a `litezoo train` run folder\n"
+            "(an existing folder given among the MODELs counts as a run folder)."
         ),
         epilog=(
             "example:\n"
             "  litezoo compare mobilenet_v1_x1_0_cifar shufflenet_v2_x1_0_cifar --out reports/\n"
-            "  litezoo compare --runs runs/mnv1 runs/snv2 --out reports/"
+            "  litezoo compare runs/mnv1 runs/snv2 --out reports/"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("models", nargs="*", metavar="MODEL", help="registry names or package.module:function")
+    p.add_argument("models", nargs="*", metavar="MODEL|RUN_DIR",
+                   help="registry names, package.module:function, or run folders")
     p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR",
                    help="trained run folders (accuracy from metrics.jsonl)")
     add_model_args(p)
     p.add_argument("--out", default="compare_out", help="folder for compare.png / compare.svg (default compare_out)")
-    p.add_argument("--latency-runs", type=positive_int, default=20, help="timed runs per model (default 20)")
+    add_repeats(p, 20, "timed batch-1 forward passes per model")
     p.add_argument("--warmup", type=positive_int, default=5, help="warm-up runs per model (default 5)")
     add_common(p)
     p.set_defaults(func=run)
@@ -42,10 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from litezoo.analysis.profiler import human
 
     out = human_out(args)
+    # A folder among the positional arguments is a run folder; anything else names a model.
+    models = [m for m in args.models if not Path(m).is_dir()]
+    runs = [m for m in args.models if Path(m).is_dir()] + args.runs
     result = compare_models(
-        args.models, args.runs, input_size=args.input_size, num_classes=args.num_classes, device=args.device,
-        warmup=args.warmup, runs=args.latency_runs, threads=args.threads,
-        progress=lambda msg: print(msg, file=out, flush=True),
+        models, runs, input_size=args.input_size, num_classes=args.num_classes, device=args.device,
+        warmup=args.warmup, runs=args.repeats, threads=args.threads,
+        progress=lambda msg: print(printable(msg), file=out, flush=True),
     )
     result["files"] = plot_comparison(result["rows"], args.out)
     table = [
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     human_text = "\n".join([
         format_table(table, list(table[0]), align_right=set(list(table[0])[1:])),
         f"MACs = multiply-accumulates of conv/linear/matmul (paper convention); latency = median [p10-p90] of "
-        f"{args.latency_runs} batch-1 runs on {result['device']}, {m['threads']} threads, torch {m['torch_version']}",
+        f"{args.repeats} batch-1 runs on {result['device']}, {m['threads']} threads, torch {m['torch_version']}",
         f"chart ({result['files']['chart']} vs MACs): {result['files']['png']}, {result['files']['svg']}",
         *([warning] if (warning := busy_warning(m)) else []),
     ])

@@ -8,7 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from litezoo.cli.common import CliUsageError, add_common, emit, format_table, human_out, positive_int
+from litezoo.cli.common import CliUsageError, add_common, emit, human_out, positive_int
+from litezoo.tables import format_table
 
 
 def register(subparsers) -> None:

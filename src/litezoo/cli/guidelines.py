@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from litezoo.cli.common import add_common, emit, human_out, positive_int
+from litezoo.cli.common import add_common, add_device, add_repeats, add_threads, emit, human_out, positive_int
 
 
 def register(subparsers) -> None:
@@ -17,15 +17,15 @@ def register(subparsers) -> None:
             "pairs c1:c2 = 1:1..1:12, G2 group conv g = 1..8, G3 fragments in series/parallel, G4 ReLU and\n"
             "shortcut removed - and prints batches/s beside the paper's GPU/ARM numbers, with a verdict."
         ),
-        epilog="example:\n  litezoo guidelines\n  litezoo guidelines --only G1 G2 --threads 2 --json > g.json",
+        epilog="example:\n  litezoo guidelines --threads 1     # the paper's single-thread ARM setting\n"
+        "  litezoo guidelines --only G1 G2 --threads 2 --json > g.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_device(p, "run the micro-benchmarks on")
     p.add_argument("--quick", action="store_true", help="tiny settings (14x14, one column, 3 runs): a smoke test")
     p.add_argument("--only", nargs="+", choices=["G1", "G2", "G3", "G4"], default=None, help="run only these tables")
-    p.add_argument("--threads", type=positive_int, default=1,
-                   help="CPU threads (default 1, like the paper's single-thread ARM runs)")
-    p.add_argument("--runs", type=positive_int, default=None, help="timed runs per cell (default 20; 3 with --quick)")
+    add_threads(p)
+    add_repeats(p, None, "timed runs per cell (default 20; 3 with --quick)")
     p.add_argument("--warmup", type=positive_int, default=None,
                    help="warm-up runs per cell (default 5; 1 with --quick)")
     p.add_argument("--out", default=None, help="also write the full results JSON to this file")
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = human_out(args)
     report = run_guidelines(
-        device=args.device, quick=args.quick, which=args.only, warmup=args.warmup, runs=args.runs,
+        device=args.device, quick=args.quick, which=args.only, warmup=args.warmup, runs=args.repeats,
         threads=args.threads, progress=lambda msg: print(msg, file=out, flush=True),
     )
     if args.out:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from litezoo.cli.common import add_common, emit, format_table
-from litezoo.registry import create_model, list_models, model_info
+from litezoo.cli.common import add_common, emit
+from litezoo.errors import InputError
+from litezoo.tables import format_table
 
 
 def register(subparsers) -> None:
@@ -28,7 +27,10 @@ def register(subparsers) -> None:
 
 def describe(name: str, num_classes: int = 1000) -> dict:
     """Params and MACs of one registered model, built on the meta device (no memory, no init cost)."""
+    import torch  # here, not at the top: `litezoo --help` must not load torch
+
     from litezoo.analysis import count_macs, count_params
+    from litezoo.registry import create_model, model_info
 
     info = model_info(name)
     with torch.device("meta"):
@@ -43,11 +45,13 @@ def describe(name: str, num_classes: int = 1000) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from litezoo.registry import list_models
+
     if args.num_classes < 1:
-        raise ValueError(f"--num-classes must be positive, got {args.num_classes}")
+        raise InputError(f"--num-classes must be positive, got {args.num_classes}")
     names = list_models(args.pattern, include_cifar=args.cifar)
     if not names:
-        raise ValueError(f"no model matches {args.pattern!r}; try `litezoo models` for the full list")
+        raise InputError(f"no model matches {args.pattern!r}; try `litezoo models` for the full list")
     rows = [describe(n, args.num_classes) for n in names]
     table_rows = [
         {

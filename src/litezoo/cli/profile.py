@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from litezoo.cli.common import add_common, emit, positive_int
+from litezoo.cli.common import add_common, add_device, add_repeats, add_threads, emit, positive_int
 
 
 def input_size_arg(text: str) -> int | tuple[int, int]:
@@ -28,9 +28,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="input channels (default: model.in_chans, else 3)")
     p.add_argument("--num-classes", type=positive_int, default=1000,
                    help="classifier size for zoo models (default 1000)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads while timing (default: torch's setting; recorded in the output)")
+    add_device(p, "time the model on")
+    add_threads(p)
 
 
 def register(subparsers) -> None:
@@ -49,6 +48,7 @@ def register(subparsers) -> None:
             "example:\n"
             "  litezoo profile shufflenet_v2_x1_0 --input-size 224\n"
             "  litezoo profile mobilenet_v1_x1_0_cifar --format csv > layers.csv\n"
+            "  litezoo profile shufflenet_v2_x1_0_cifar --repeats 100 --threads 1 --json > profile.json\n"
             "  litezoo profile litezoo.analysis.seed_examples:standard_conv --input-size 5 --no-time"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,8 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("model", metavar="MODEL", help="registry name or package.module:function")
     add_model_args(p)
     p.add_argument("--batch", type=positive_int, default=1, help="batch size (counts scale with it; default 1)")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format (default table)")
-    p.add_argument("--runs", type=positive_int, default=30, help="timed runs for the latency (default 30)")
+    p.add_argument("--format", choices=["table", "csv"], default="table",
+                   help="text output: table or csv (default table; --json gives everything as JSON)")
+    add_repeats(p, 30, "timed forward passes for the latency")
     p.add_argument("--warmup", type=positive_int, default=5, help="untimed warm-up runs (default 5)")
     p.add_argument("--no-time", action="store_true", help="counts only: skip the latency and per-layer timing")
     add_common(p)
@@ -72,10 +73,9 @@ def run(args: argparse.Namespace) -> int:
     input_size = args.input_size or loaded.default_size or 224
     profile = profile_model(
         loaded.model, input_size=input_size, batch=args.batch, in_chans=args.in_chans, device=args.device,
-        name=args.model, time_it=not args.no_time, warmup=args.warmup, runs=args.runs, threads=args.threads,
+        name=args.model, time_it=not args.no_time, warmup=args.warmup, runs=args.repeats, threads=args.threads,
     )
-    if args.json or args.format == "json":
-        args.json = True
+    if args.json:
         emit(args, profile.to_dict())
     elif args.format == "csv":
         print(profile.to_csv(), end="")
