@@ -254,9 +254,24 @@ def test_save_yaml_replaces_atomically(tmp_path, monkeypatch):
 def test_from_dict_is_strict():
     with pytest.raises(InputError, match="did you mean train.epochs"):
         C.from_dict({"train": {"epoch": 3}})
-    with pytest.raises(InputError, match="train.epochs must be > 0"):
+    with pytest.raises(InputError, match="train.epochs must be ≥ 1"):
         C.from_dict({"train": {"epochs": 0}})
     assert C.from_dict({}) == C.RunConfig()
+
+
+def test_a_bad_epoch_count_is_reported_first_and_alone():
+    """`--epochs -1 --warmup-epochs 0.5` used to lead with a warm-up complaint that follows from the bad count."""
+    with pytest.raises(InputError) as info:
+        C.resolve(overrides={"epochs": "-1", "warmup_epochs": "0.5"})
+    assert str(info.value) == "invalid config: train.epochs must be ≥ 1, got -1"
+
+
+def test_limit_train_below_the_batch_size_names_the_config_key():
+    with pytest.raises(InputError, match=r"data.limit_train \(64\) is smaller than data.batch_size \(128\).*"
+                       r"lower data.batch_size to 64 or less") as info:  # fmt: skip
+        C.resolve(overrides={"data.limit_train": "64"})
+    assert "drop_last" not in str(info.value)
+    assert C.resolve(overrides={"data.limit_train": "64", "batch_size": "64"}).data.limit_train == 64
 
 
 def test_load_yaml_missing_file(tmp_path):

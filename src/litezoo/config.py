@@ -425,6 +425,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             problems.append(f"{key} must be one of {', '.join(options)}, got {value!r}{hint}")
 
     m, d, o, s, t, c = cfg.model, cfg.data, cfg.optim, cfg.schedule, cfg.train, cfg.checkpoint
+    # The length of training first: other checks (warm-up, milestones) are stated relative to it.
+    need(t.epochs >= 1, f"train.epochs must be ≥ 1, got {t.epochs}")
     need(bool(m.name.strip()), "model.name must not be empty")
     need(m.num_classes is None or m.num_classes >= 1, f"model.num_classes must be >= 1, got {m.num_classes}")
     need(m.in_chans >= 1, f"model.in_chans must be >= 1, got {m.in_chans}")
@@ -446,6 +448,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(d.cutmix_alpha >= 0, f"data.cutmix_alpha must be >= 0, got {d.cutmix_alpha}")
     need(d.limit_train is None or d.limit_train > 0, f"data.limit_train must be > 0, got {d.limit_train}")
     need(d.limit_eval is None or d.limit_eval > 0, f"data.limit_eval must be > 0, got {d.limit_eval}")
+    need(
+        d.limit_train is None or d.limit_train <= 0 or d.limit_train >= d.batch_size,
+        f"data.limit_train ({d.limit_train}) is smaller than data.batch_size ({d.batch_size}), so every training "
+        f"batch would be dropped: lower data.batch_size to {d.limit_train} or less",
+    )
     need(d.progressive_start_size is None or d.progressive_start_size >= 8,
          f"data.progressive_start_size must be >= 8 px (or null: off), got {d.progressive_start_size}")  # fmt: skip
     need(0.0 < d.progressive_epochs <= 1.0, f"data.progressive_epochs must be in (0, 1], got {d.progressive_epochs}")
@@ -464,7 +471,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     choice("schedule.name", s.name, SCHEDULES)
     need(s.warmup_epochs >= 0, f"schedule.warmup_epochs must be >= 0, got {s.warmup_epochs}")
     need(
-        s.warmup_epochs < t.epochs,
+        s.warmup_epochs < t.epochs or t.epochs < 1,  # (a bad train.epochs is reported once, above)
         f"schedule.warmup_epochs ({s.warmup_epochs}) must be less than train.epochs ({t.epochs})",
     )
     need(
@@ -501,7 +508,6 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(s.gamma > 0, f"schedule.gamma must be > 0, got {s.gamma}")
     need(s.power > 0, f"schedule.power must be > 0, got {s.power}")
 
-    need(t.epochs > 0, f"train.epochs must be > 0, got {t.epochs}")
     need(t.seed >= 0, f"train.seed must be >= 0, got {t.seed}")
     need(0.0 <= t.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     choice("train.amp", t.amp, AMP_MODES)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from litezoo.data import augment
 from litezoo.data.datasets import SMALL_IMAGE_MAX, ImageDataset
+from litezoo.errors import InputError
 
 _PERMUTATION_STREAM = 0x5045524D  # tags keep the permutation and augmentation generators independent
 _AUGMENT_STREAM = 0x41554720
@@ -131,9 +132,10 @@ class BatchLoader:
         self._indices_epoch: int | None = None
         self._indices: np.ndarray | None = None
         if self.drop_last and len(self) == 0:
-            raise ValueError(
-                f"batch_size {batch_size} is larger than the {self.samples_per_rank} images rank {rank} gets per "
-                "epoch and drop_last is on: lower the batch size (or pass drop_last=False)"
+            raise InputError(
+                f"batch size {batch_size} is larger than the {self.samples_per_rank} training images rank {rank} gets "
+                f"per epoch, so every batch would be dropped: use a batch size of at most {self.samples_per_rank} "
+                "(data.batch_size)"
             )
 
     # ------------------------------------------------------------------ epoch bookkeeping
