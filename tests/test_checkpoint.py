@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,18 +16,26 @@ import torch
 
 from litezoo import checkpoint as ck
 from litezoo import fsutil
-from litezoo.errors import InputError
+from litezoo.errors import InputError, WorkError
+
+META = ck.ModelMeta(model_name="m", num_classes=2, in_chans=3, image_size=32, classes=["a", "b"], mean=[0.5] * 3,
+                    std=[0.25] * 3)  # fmt: skip
 
 
-def _state(value: float, step: int = 1) -> dict:
-    return {"format": ck.FORMAT, "version": ck.VERSION, "model": {"w": torch.full((256, 256), value)}, "step": step}
+def _state(value: float, step: int = 1, side: int = 256) -> ck.Checkpoint:
+    """A small but complete checkpoint whose weights are all ``value``."""
+    return ck.Checkpoint(
+        meta=META, config={"train": {}}, model={"w": torch.full((side, side), value)}, optimizer={}, scheduler={},
+        scaler=None, ema=None, lookahead=None, loader={}, state={"step": step, "epoch": 0}, rng=[ck.rng_state()],
+        world_size=1,
+    )  # fmt: skip
 
 
 def test_save_and_load_roundtrip_weights_only(tmp_path):
     path = tmp_path / "checkpoints" / "last.pt"
     ck.save_checkpoint(_state(3.0), path)
     loaded = ck.load_checkpoint(path)
-    assert torch.equal(loaded["model"]["w"], torch.full((256, 256), 3.0))
+    assert torch.equal(loaded.model["w"], torch.full((256, 256), 3.0)) and loaded.meta == META and loaded.step == 1
     # Nothing but the target is left in the folder (no temp files).
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
 
@@ -53,9 +62,13 @@ def test_failed_write_leaves_previous_file_byte_identical(tmp_path, monkeypatch)
 
     monkeypatch.setattr(fsutil, "_CHUNK", 4096)
     monkeypatch.setattr(fsutil, "_write_chunk", disk_full_after_first_chunk)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(WorkError) as err:
         ck.save_checkpoint(_state(2.0), path)
     assert calls["n"] == 2  # it really failed half-way through
+    # One line naming the file and the space it needed (the serialised size); the old file is still there.
+    size = len(ck.to_bytes(_state(2.0)))
+    assert str(path) in str(err.value) and f"needs {size / 1e6:.1f} MB" in str(err.value)
+    assert "previous file is unchanged" in str(err.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # the temp file was removed
 
@@ -67,10 +80,12 @@ def test_save_killed_mid_write_leaves_previous_checkpoint(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys, time, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
         from litezoo import checkpoint as ck
         from litezoo import fsutil
+        from test_checkpoint import _state
         folder = {str(folder)!r}
-        state = lambda v: {{"format": ck.FORMAT, "version": ck.VERSION, "model": {{"w": torch.full((512, 512), v)}}}}
+        state = lambda v: _state(v, side=512)
         ck.save_checkpoint(state(1.0), folder + "/last.pt")
         fsutil._CHUNK = 64 * 1024
         real = fsutil._write_chunk
@@ -101,7 +116,7 @@ def test_save_killed_mid_write_leaves_previous_checkpoint(tmp_path):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert (folder / "last.pt").read_bytes() == before
-    assert torch.equal(ck.load_checkpoint(folder / "last.pt")["model"]["w"], torch.full((512, 512), 1.0))
+    assert torch.equal(ck.load_checkpoint(folder / "last.pt").model["w"], torch.full((512, 512), 1.0))
     # The leftover cannot be mistaken for a checkpoint: hidden and not ending in .pt ...
     leftovers = [p for p in folder.iterdir() if p.name != "last.pt"]
     assert all(p.name.startswith(".") and not p.name.endswith(".pt") for p in leftovers)
@@ -158,10 +173,11 @@ def test_keep_last_k_epoch_files(tmp_path):
 def test_rng_state_roundtrip_through_weights_only_file(tmp_path):
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     random.gauss(0, 1)  # leaves a cached gaussian in Python's state
-    ck.save_checkpoint({"format": ck.FORMAT, "rng": ck.rng_state()}, tmp_path / "r.pt")
+    ck.save_checkpoint(_state(0.0), tmp_path / "r.pt")  # _state records the RNG state of this moment
     expected = (random.random(), np.random.rand(3).tolist(), torch.rand(3))
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
-    ck.set_rng_state(ck.load_checkpoint(tmp_path / "r.pt")["rng"])
+    (saved,) = ck.load_checkpoint(tmp_path / "r.pt").rng
+    ck.set_rng_state(saved)
     got = (random.random(), np.random.rand(3).tolist(), torch.rand(3))
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,6 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("cli") / "data")
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--model", "shufflenet_v2_x0_5_cifar", "--data", str(data), "--out", str(out), "--epochs", "1",
             "--batch-size", "8", "--amp", "off", "--device", "cpu", "--threads", "1",
@@ -33,14 +27,12 @@ def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def trained_run(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("cli_run") / "run"
-    threads = torch.get_num_threads()
     import io
     from contextlib import redirect_stdout
 
     buf = io.StringIO()
     with redirect_stdout(buf):
         code = main(_train_args(tiny_data, out, "--json", "--epochs", "2", "--label-smoothing", "0.1"))
-    torch.set_num_threads(threads)
     assert code == 0
     return out, json.loads(buf.getvalue())
 
@@ -59,8 +51,8 @@ def test_train_json_reports_one_object_and_writes_the_run(trained_run):
         (["--model", "shufflenet_v2_x0_5_cifr"], "did you mean shufflenet_v2_x0_5_cifar"),
         (["--data", "/no/such/folder"], "/no/such/folder"),
         (["--optim.lrr", "0.1"], "did you mean optim.lr"),
-        (["--epochs", "0"], "train.epochs must be > 0"),
-        (["--epochs", "-3"], "train.epochs must be > 0"),
+        (["--epochs", "0"], "train.epochs must be ≥ 1"),
+        (["--epochs", "-3"], "invalid config: train.epochs must be ≥ 1, got -3"),
         (["--lr", "-0.1"], "optim.lr must be > 0"),
         (["--batch-size", "0"], "data.batch_size must be > 0"),
         (["--optimizer", "adamx"], "optim.name must be one of"),
@@ -181,3 +173,73 @@ def test_help_shows_examples(capsys):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert f"example:\n  litezoo {cmd}" in capsys.readouterr().out
+
+
+def test_out_that_is_a_file_or_a_foreign_folder_is_refused(tiny_data, tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    assert main(_train_args(tiny_data, a_file)) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--out {a_file} is a file, not a folder" in err and "\n" not in err and "Errno" not in err
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"not yours")
+    assert main(_train_args(tiny_data, foreign)) == 2
+    assert "is a folder that is not a litezoo run and is not empty (holiday.jpg)" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["holiday.jpg"]  # nothing mixed in
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(_train_args(tiny_data, empty)) == 0  # an empty folder is fine
+
+
+def test_resume_of_a_finished_run_says_nothing_was_left(trained_run, capsys):
+    out, _ = trained_run
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "nothing left to train: the run has finished its 2 epochs" in text
+    assert "nothing left to train: best test top-1" in text and "\ndone" not in text
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_eval_names_the_split_it_read(trained_run, tiny_data, tmp_path, capsys):
+    import shutil
+
+    out, _ = trained_run
+    valid = tmp_path / "valid_data"
+    shutil.copytree(tiny_data / "train", valid / "train")
+    shutil.copytree(tiny_data / "test", valid / "valid")  # no test/ folder: --split test reads valid/
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--out", str(tmp_path / "report")]
+    assert main(["eval", str(out), "--data", str(valid), "--tta-flip", *cache]) == 0
+    text = capsys.readouterr().out
+    assert f"on valid of {valid} (flip TTA)" in text and "on test of" not in text
+    assert (tmp_path / "report" / "confusion_valid.png").is_file()
+    assert json.loads((tmp_path / "report" / "eval_valid.json").read_text())["split"] == "valid"
+
+
+def test_constant_predictions_are_reported_and_logged(tiny_data, tmp_path, capsys, monkeypatch):
+    from litezoo import run as run_mod
+
+    real = run_mod.model_for_training
+
+    def dead(*args, **kwargs):  # a network whose output is 0 for every input (as a dead final ReLU gives)
+        model = real(*args, **kwargs)
+        model.register_forward_hook(lambda module, inputs, output: output * 0)
+        return model
+
+    monkeypatch.setattr(run_mod, "model_for_training", dead)
+    out = tmp_path / "run"
+    assert main(_train_args(tiny_data, out)) == 0
+    text = capsys.readouterr().out
+    # All logits tie, so which class "wins" is up to topk; that one class wins every time is the point.
+    assert re.search(r"warning: epoch 1: the model predicted class 'class_\d' for all 16 images; its logits are "
+                     r"identical for every image", text), text
+    (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert row["constant_predictions"] is True and row["test_top1"] == 25.0  # one class of four
+    monkeypatch.setattr(run_mod, "model_for_training", real)
+    # A live network: its logits vary with the input (after 4 steps at lr 0.1 it may still favour one class,
+    # which is flagged too, but never as identical logits). The column is always written.
+    assert main(_train_args(tiny_data, tmp_path / "alive")) == 0
+    assert "identical" not in capsys.readouterr().out
+    (row,) = [json.loads(line) for line in (tmp_path / "alive" / "metrics.jsonl").read_text().splitlines()]
+    assert isinstance(row["constant_predictions"], bool)

@@ -50,13 +50,6 @@ def _torchrun(args: list[str], log: Path) -> None:
     assert code == 0, log.read_text()
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_two_processes_match_one_and_runs_move_between_them(tmp_path):
     data = make_image_folder(tmp_path / "data")
@@ -69,16 +62,16 @@ def test_two_processes_match_one_and_runs_move_between_them(tmp_path):
 
     two = ck.load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     one = ck.load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
-    assert two["world_size"] == 2 and one["world_size"] == 1 and two["step"] == one["step"] == 8
-    assert list(two["model"]) == list(one["model"])  # the unwrapped model: no "module." prefix
-    assert not any(k.startswith("module.") for k in two["model"])
-    diff = max((two["model"][k] - one["model"][k]).abs().max().item() for k in one["model"])
+    assert two.world_size == 2 and one.world_size == 1 and two.step == one.step == 8
+    assert list(two.model) == list(one.model)  # the unwrapped model: no "module." prefix
+    assert not any(k.startswith("module.") for k in two.model)
+    diff = max((two.model[k] - one.model[k]).abs().max().item() for k in one.model)
     assert diff < TOLERANCE, diff
     init = fit_init_weights(options, tmp_path)
-    moved = max((one["model"][k] - init[k]).abs().max().item() for k in one["model"])
+    moved = max((one.model[k] - init[k]).abs().max().item() for k in one.model)
     assert moved > 1000 * TOLERANCE, moved
     # Metrics were reduced over both processes: the whole test split evaluated once, same numbers.
-    for a, b in zip(two["history"], one["history"]):
+    for a, b in zip(two.state["history"], one.state["history"]):
         assert a["test_top1"] == b["test_top1"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     # Only rank 0 wrote: one metrics line per epoch.
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
@@ -87,18 +80,18 @@ def test_two_processes_match_one_and_runs_move_between_them(tmp_path):
     with pytest.warns(UserWarning, match="changed lr schedule"):  # 3 epochs now: a longer schedule
         fit(resolve(None, {**options, "train.epochs": "3"}), tmp_path / "ddp", resume=True, progress=QUIET)
     after_one = ck.load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
-    assert after_one["world_size"] == 1 and after_one["step"] == 12
+    assert after_one.world_size == 1 and after_one.step == 12
     # ... and back in two.
     _torchrun(["train", "--resume", str(tmp_path / "ddp"), "--epochs", "4", "--quiet"], tmp_path / "resume.log")
     final = ck.load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
-    assert final["world_size"] == 2 and final["step"] == 16
-    assert [r["epoch"] for r in final["history"]] == [1, 2, 3, 4]
+    assert final.world_size == 2 and final.step == 16
+    assert [r["epoch"] for r in final.state["history"]] == [1, 2, 3, 4]
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 4
 
 
 def fit_init_weights(options: dict[str, str], tmp_path: Path) -> dict[str, torch.Tensor]:
     """The initial weights of the runs above (same seed): build the model as fit does."""
-    from litezoo.train import build_model, seed_everything
+    from litezoo.run import build_model, seed_everything
 
     cfg = resolve(None, options)
     seed_everything(cfg.train.seed)

@@ -15,11 +15,14 @@ import torch
 from PIL import Image
 
 from litezoo import checkpoint as ck
+from litezoo import metrics as metrics_mod
+from litezoo import run as run_mod
 from litezoo import train as train_mod
 from litezoo.config import resolve, to_dict
 from litezoo.errors import InputError, WorkError
 from litezoo.progress import Progress
-from litezoo.train import METRIC_COLUMNS, fit
+from litezoo.metrics import METRIC_COLUMNS
+from litezoo.train import fit
 
 MODEL = "shufflenet_v2_x0_5_cifar"
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (200, 40, 200)]
@@ -61,14 +64,6 @@ def untimed(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if "time" not in k and k != "images_per_s"} for r in rows]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    # train.threads=1 (deterministic, and fast on a shared machine) sets torch's global thread count.
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_fit_writes_the_run_folder(tiny_data, tmp_path):
     rows = []
     cfg = tiny_config(tiny_data, **{"train.epochs": 3, "checkpoint.keep": 2})
@@ -97,19 +92,20 @@ def test_fit_writes_the_run_folder(tiny_data, tmp_path):
     last = ck.load_checkpoint(run / "checkpoints" / "last.pt")
     expected = to_dict(cfg)
     expected["model"]["num_classes"], expected["data"]["image_size"] = 4, 32
-    assert last["config"] == expected
-    assert last["epoch"] == 3 and last["step"] == 12 and last["classes"] == [f"class_{c}" for c in range(4)]
-    assert set(last) >= {"model", "optimizer", "scheduler", "scaler", "ema", "rng", "loader", "history"}
+    assert last.config == expected
+    assert last.epoch == 3 and last.step == 12 and last.meta.classes == [f"class_{c}" for c in range(4)]
+    assert last.optimizer["state"] and last.scheduler and last.scaler is None and last.ema is None
+    assert len(last.rng) == 1 and last.loader["epoch"] == 3 and len(last.state["history"]) == 3
     assert "config.yaml" in {p.name for p in run.iterdir()}
 
     # best.pt is the epoch with the highest test top-1.
     best = ck.load_checkpoint(run / "checkpoints" / "best.pt")
     best_row = max(lines, key=lambda r: r["test_top1"])  # first of the ties, as training keeps only improvements
-    assert best["epoch"] == best_row["epoch"] == result["best_epoch"]
+    assert best.epoch == best_row["epoch"] == result["best_epoch"]
 
     # model.safetensors holds the final weights; evaluating it reproduces the logged test top-1.
     tensors, meta = ck.load_safetensors(run / "model.safetensors")
-    assert all(torch.equal(tensors[k], v) for k, v in last["model"].items())
+    assert all(torch.equal(tensors[k], v) for k, v in last.model.items())
     assert meta["model_name"] == MODEL and meta["num_classes"] == 4
 
     from litezoo.evaluate import evaluate_saved
@@ -145,9 +141,9 @@ def test_resume_at_epoch_end_is_bit_identical(tiny_data, tmp_path):
     assert result["epoch"] == 3
     a = ck.load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = ck.load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
-    assert a["model"].keys() == b["model"].keys()
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert untimed(a["history"]) == untimed(b["history"])
+    assert a.model.keys() == b.model.keys()
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+    assert untimed(a.state["history"]) == untimed(b.state["history"])
     assert len((tmp_path / "split" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
@@ -155,7 +151,7 @@ class _NanAt:
     """A criterion that returns NaN on its n-th call (1-based), the real loss otherwise."""
 
     def __init__(self, cfg, n):
-        self.inner, self.n, self.calls = train_mod.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing), n, 0
+        self.inner, self.n, self.calls = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing), n, 0
 
     def __call__(self, logits, y):
         self.calls += 1
@@ -164,7 +160,7 @@ class _NanAt:
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "make_criterion", lambda cfg: _NanAt(cfg, 7))
+    monkeypatch.setattr(run_mod, "make_criterion", lambda cfg: _NanAt(cfg, 7))
     cfg = tiny_config(tiny_data, **{"train.epochs": 3, "checkpoint.every_steps": 2})
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     saved = {}
@@ -177,29 +173,29 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monk
     msg = str(err.value)
     assert "loss is nan at step 7" in msg and "lr " in msg and str(last) in msg and "--on-nan skip" in msg
     state = ck.load_checkpoint(last)
-    assert state["step"] == 6 and state["batch_index"] == 2  # the step-6 checkpoint, before the bad step
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert state.step == 6 and state.state["batch_index"] == 2  # the step-6 checkpoint, before the bad step
+    assert all(torch.isfinite(v).all() for v in state.model.values() if v.is_floating_point())
     assert saved["bytes"] != last.read_bytes()  # (the step-6 save did happen after epoch 1)
 
 
 def test_nan_loss_skip(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "make_criterion", lambda cfg: _NanAt(cfg, 6))
+    monkeypatch.setattr(run_mod, "make_criterion", lambda cfg: _NanAt(cfg, 6))
     cfg = tiny_config(tiny_data, **{"train.on_nan": "skip"})
     result = fit(cfg, tmp_path / "run", progress=QUIET)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped_steps"] for r in rows] == [0, 1] and result["step"] == 8
     state = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state.model.values() if v.is_floating_point())
 
 
 def test_progressive_size_schedule():
     # 16 epochs, 24 -> 32 px over the first half, in 4 px steps: 24 until the side passes 28, 32 from epoch 8 on.
-    sides = [train_mod.progressive_size(e, 16, 32, 24, 0.5) for e in range(16)]
+    sides = [run_mod.progressive_size(e, 16, 32, 24, 0.5) for e in range(16)]
     assert sides == [24] * 4 + [28] * 4 + [32] * 8
-    assert [train_mod.progressive_size(e, 4, 32, 16, 0.5) for e in range(4)] == [16, 24, 32, 32]
-    assert [train_mod.progressive_size(e, 3, 32, None, 0.5) for e in range(3)] == [32, 32, 32]  # off
-    assert train_mod.progressive_size(0, 3, 32, 40, 0.5) == 32  # a start above the full size: off
-    assert train_mod.progressive_size(0, 10, 32, 18, 1.0) == 18  # a start off the 4 px grid is kept
+    assert [run_mod.progressive_size(e, 4, 32, 16, 0.5) for e in range(4)] == [16, 24, 32, 32]
+    assert [run_mod.progressive_size(e, 3, 32, None, 0.5) for e in range(3)] == [32, 32, 32]  # off
+    assert run_mod.progressive_size(0, 3, 32, 40, 0.5) == 32  # a start above the full size: off
+    assert run_mod.progressive_size(0, 10, 32, 18, 1.0) == 18  # a start off the 4 px grid is kept
 
 
 def test_progressive_resizing_trains_small_then_full_and_evaluates_full(tiny_data, tmp_path, monkeypatch):
@@ -283,12 +279,12 @@ def test_ema_weights_are_evaluated_and_exported(tiny_data, tmp_path):
     state = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     tensors, meta = ck.load_safetensors(tmp_path / "run" / "model.safetensors")
     assert meta["ema"] is True
-    assert all(torch.equal(tensors[k], v) for k, v in state["ema"]["module"].items())
-    assert not all(torch.equal(tensors[k], v) for k, v in state["model"].items())
+    assert all(torch.equal(tensors[k], v) for k, v in state.ema["module"].items())
+    assert not all(torch.equal(tensors[k], v) for k, v in state.model.items())
 
     # load_weights (litezoo eval --weights): either set on request; the .safetensors holds only the evaluated one
     run = tmp_path / "run"
-    for which, expected, is_ema in (("raw", state["model"], False), ("ema", state["ema"]["module"], True)):
+    for which, expected, is_ema in (("raw", state.model, False), ("ema", state.ema["module"], True)):
         got, meta = ck.load_weights(run, which)
         assert meta["ema"] is is_ema and all(torch.equal(got[k], v) for k, v in expected.items())
     assert ck.load_weights(run / "model.safetensors", "ema")[1]["ema"] is True
@@ -303,13 +299,13 @@ def test_lookahead_changes_training_and_ends_on_the_slow_weights(tiny_data, tmp_
     cfg = tiny_config(tiny_data, **{"train.lookahead_every": 2, "train.lookahead_decay": 0.9})
     looked = fit(cfg, tmp_path / "run", progress=QUIET)
     state = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    slow = state["lookahead"]["slow"]
+    slow = state.lookahead["slow"]
     # after the last step the trained weights are the slow copy (airbench's final pull), BN statistics included
-    assert set(slow) == {k for k, v in state["model"].items() if v.dtype.is_floating_point}
-    assert all(torch.equal(state["model"][k], v) for k, v in slow.items())
-    assert state["lookahead"]["total_steps"] == 2 * 4  # 32 images / batch 8, 2 epochs
+    assert set(slow) == {k for k, v in state.model.items() if v.dtype.is_floating_point}
+    assert all(torch.equal(state.model[k], v) for k, v in slow.items())
+    assert state.lookahead["total_steps"] == 2 * 4  # 32 images / batch 8, 2 epochs
     assert looked["test_loss"] != plain["test_loss"]  # the pulls changed what was trained
-    assert ck.load_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt")["lookahead"] is None
+    assert ck.load_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt").lookahead is None
     with pytest.raises(InputError, match="has no EMA weights"):
         ck.load_weights(tmp_path / "plain", "ema")
 
@@ -337,7 +333,7 @@ def test_eval_every_and_progress_lines(tiny_data, tmp_path):
     fit(cfg, tmp_path / "run", progress=Progress(stream), callbacks=[])
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["test_top1"] is None for r in rows] == [True, False, False]  # epoch 2, and always the last one
-    assert ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 2
+    assert ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt").epoch == 2
     text = stream.getvalue()
     assert "mixed precision is off" in text  # the chosen precision is explained
     assert "epoch 1/3 step 2/4  loss" in text and "epoch 3/3 step 4/4" in text
@@ -345,24 +341,42 @@ def test_eval_every_and_progress_lines(tiny_data, tmp_path):
     assert len(summaries) == 3 and "test loss" not in summaries[0] and "top-5" in summaries[1]
 
 
-def test_channels_last_and_automatic_precision(tiny_data, tmp_path):
+def test_channels_last_and_automatic_precision(tiny_data, tmp_path, monkeypatch):
+    """What the log says was chosen is what ran: checked on the batches and under the autocast training used."""
     import io
 
-    from litezoo.precision import choose_precision
+    seen = {}
+    original = train_mod.train_one_epoch
 
+    def spy(model, loader, *args, autocast=None, **kwargs):
+        def recorded():
+            for x, y in loader:
+                seen.setdefault("channels_last", x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+                                and not x.is_contiguous())  # fmt: skip
+                yield x, y
+
+        with autocast():
+            seen["dtype"] = torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype  # what autocast turns a matmul into
+        return original(model, recorded(), *args, autocast=autocast, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", spy)
     stream = io.StringIO()
     cfg = tiny_config(tiny_data, **{"train.epochs": 1, "train.amp": "auto", "train.channels_last": "auto"})
     result = fit(cfg, tmp_path / "run", progress=Progress(stream))
-    chosen = choose_precision("auto", torch.device("cpu"))
-    layout = "on" if train_mod.use_channels_last("auto", torch.device("cpu")) else "off"
-    assert chosen.reason in stream.getvalue() and f"channels_last {layout}" in stream.getvalue()
+    (line,) = [line for line in stream.getvalue().splitlines() if "channels_last" in line]
+    said_bf16 = "| bf16 autocast (amp=auto)" in line
+    assert said_bf16 or "| fp32 (amp=auto)" in line, line
+    assert seen["dtype"] == (torch.bfloat16 if said_bf16 else torch.float32)
+    # The documented rule for CPUs: NHWC on AVX-512 kernels, NCHW elsewhere.
+    on = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    assert f"channels_last {'on' if on else 'off'}" in line and seen["channels_last"] is on
     assert np.isfinite(result["train_loss"]) and result["step"] == 4
     tensors, _ = ck.load_safetensors(tmp_path / "run" / "model.safetensors")
     assert all(t.is_contiguous() for t in tensors.values())
 
 
 def test_channels_last_rule(monkeypatch):
-    rule = train_mod.use_channels_last
+    rule = run_mod.use_channels_last
     assert rule(True, torch.device("cpu")) is True and rule(False, torch.device("cuda")) is False
     assert rule("auto", torch.device("cuda")) is True and rule("auto", torch.device("mps")) is False
     for capability, expected in (("AVX512", True), ("AVX2", False), ("DEFAULT", False)):
@@ -385,10 +399,77 @@ def test_tensorboard_scalars_when_available(tiny_data, tmp_path, monkeypatch):
             self.closed = True
 
     writers = []
-    monkeypatch.setattr(train_mod, "_tensorboard_writer", lambda run_dir: writers.append(Recorder()) or writers[-1])
+    monkeypatch.setattr(metrics_mod, "_tensorboard_writer", lambda run_dir: writers.append(Recorder()) or writers[-1])
     fit(tiny_config(tiny_data, **{"train.epochs": 2}), tmp_path / "run", progress=QUIET)
     (writer,) = writers
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert ("test_top1", rows[1]["test_top1"], 2) in writer.scalars
     assert ("train_loss", rows[0]["train_loss"], 1) in writer.scalars
     assert writer.closed
+
+
+def _as_version_1(ckpt: ck.Checkpoint) -> dict:
+    """The file litezoo wrote before the Checkpoint dataclass (format version 1): one flat dict, spelled as the
+    old writer in train.py spelled it."""
+    m, s = ckpt.meta, ckpt.state
+    return {
+        "format": "litezoo-checkpoint", "version": 1, "model_name": m.model_name, "num_classes": m.num_classes,
+        "in_chans": m.in_chans, "image_size": m.image_size, "classes": m.classes, "mean": m.mean, "std": m.std,
+        "config": ckpt.config, "model": ckpt.model, "optimizer": ckpt.optimizer, "scheduler": ckpt.scheduler,
+        "scaler": ckpt.scaler, "ema": ckpt.ema, "lookahead": ckpt.lookahead, "rng": ckpt.rng,
+        "world_size": ckpt.world_size, "loader": ckpt.loader, "epoch": s["epoch"], "step": s["step"],
+        "batch_index": s["batch_index"], "epoch_stats": s["epoch_stats"], "best_top1": s["best_top1"],
+        "best_epoch": s["best_epoch"], "train_time_s": s["train_time_s"], "time_s": s["time_s"],
+        "history": s["history"],
+    }  # fmt: skip
+
+
+def test_version_1_checkpoint_resumes_and_evaluates(tiny_data, tmp_path):
+    import shutil
+
+    from litezoo.evaluate import evaluate_saved
+
+    # EMA and step checkpoints on: every field in play.
+    cfg = tiny_config(tiny_data, **{"train.epochs": 2, "checkpoint.every_steps": 3, "train.ema_decay": 0.9})
+    fit(cfg, tmp_path / "v2", callbacks=[lambda row: True], progress=QUIET)  # stops after epoch 1 (step 4)
+    shutil.copytree(tmp_path / "v2", tmp_path / "v1")
+    last_v1 = tmp_path / "v1" / "checkpoints" / "last.pt"
+    torch.save(_as_version_1(ck.load_checkpoint(last_v1)), last_v1)
+    assert torch.load(last_v1, weights_only=True)["version"] == 1
+
+    old = ck.load_checkpoint(last_v1)  # read into the version-2 dataclass
+    new = ck.load_checkpoint(tmp_path / "v2" / "checkpoints" / "last.pt")
+    assert old.meta == new.meta and old.step == new.step == 4 and old.state.keys() == new.state.keys()
+    weights, meta = ck.load_weights(last_v1)  # evaluate's loader: EMA weights, as the run evaluated them
+    assert meta["ema"] is True and all(torch.equal(weights[k], v) for k, v in new.ema["module"].items())
+    res, _ = evaluate_saved(last_v1, tiny_data, device="cpu", cache_dir=tiny_data.parent / "cache")
+    assert res.num_samples == 16
+
+    # Resuming the version-1 file continues exactly as resuming the version-2 one.
+    fit(cfg, tmp_path / "v1", resume=True, progress=QUIET)
+    fit(cfg, tmp_path / "v2", resume=True, progress=QUIET)
+    a = ck.load_checkpoint(tmp_path / "v1" / "checkpoints" / "last.pt")
+    b = ck.load_checkpoint(tmp_path / "v2" / "checkpoints" / "last.pt")
+    assert a.step == b.step == 8 and all(torch.equal(a.model[k], b.model[k]) for k in b.model)
+    assert untimed(a.state["history"]) == untimed(b.state["history"])
+
+
+def test_fit_sets_threads_only_when_asked_and_restores_them(tiny_data, tmp_path, monkeypatch):
+    seen = []
+    original = train_mod.train_one_epoch
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", spy)
+    before = torch.get_num_threads()
+    other = 2 if before != 2 else 3
+    torch.set_num_threads(other)
+    try:
+        fit(tiny_config(tiny_data, **{"train.epochs": 1, "train.threads": 1}), tmp_path / "a", progress=QUIET)
+        assert seen == [1] and torch.get_num_threads() == other  # set for the run, restored after
+        fit(tiny_config(tiny_data, **{"train.epochs": 1, "train.threads": None}), tmp_path / "b", progress=QUIET)
+        assert seen == [1, other] and torch.get_num_threads() == other  # not asked: left alone
+    finally:
+        torch.set_num_threads(before)

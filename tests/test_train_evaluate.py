@@ -160,3 +160,20 @@ def test_report_and_png(tmp_path):
     assert res.to_dict()["per_class"][2] == {"class": "fox", "support": 0, "top1": None}
     png = save_confusion_png(res, tmp_path / "cm.png")
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 1000
+
+
+def test_constant_predictions_are_flagged():
+    k = 3
+    same = Lookup(torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))  # code 0: all-zero logits; code 1: class 0
+    flat = evaluate(same, _batches([0, 0, 0, 0], [0, 1, 2, 1]), num_classes=k)
+    assert flat.constant_predictions and flat.logit_spread == 0.0 and flat.top1 == 25.0
+    assert "predicted class '0' for all 4 images; its logits are identical" in flat.constant_predictions_text()
+    assert flat.to_dict()["constant_predictions"] is True and "warning: the model predicted" in format_report(flat)
+    varied = evaluate(same, _batches([0, 1, 0, 1], [0, 1, 2, 1]), num_classes=k)  # class 0 always, logits differ
+    assert varied.constant_predictions and varied.logit_spread == 1.0
+    assert "identical" not in varied.constant_predictions_text()
+    table = torch.eye(k)
+    mixed = evaluate(Lookup(table), _batches([0, 1, 2], [0, 1, 2]), num_classes=k)
+    assert not mixed.constant_predictions and mixed.to_dict()["constant_predictions"] is False
+    single = evaluate(Lookup(table), _batches([2], [2]), num_classes=k)
+    assert not single.constant_predictions  # one image says nothing about constancy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -78,10 +79,18 @@ def _assert_equal(a, b, where="state"):
         assert a == b, where
 
 
+def replayable_rng() -> random.Random:
+    """A random generator whose seed is printed (shown with a failure) and can be given back to replay it:
+    LITEZOO_TEST_SEED=<seed> python -m pytest tests/test_train_resume.py."""
+    seed = int(os.environ.get("LITEZOO_TEST_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"LITEZOO_TEST_SEED={seed}")
+    return random.Random(seed)
+
+
 @pytest.mark.slow
 def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
     data = make_image_folder(tmp_path / "data")
-    kill_at = random.Random().randint(4, EPOCHS * STEPS_PER_EPOCH - 3)  # after the first checkpoint (step 3)
+    kill_at = replayable_rng().randint(4, EPOCHS * STEPS_PER_EPOCH - 3)  # after the first checkpoint (step 3)
 
     rc, steps = _run(_train_args(data, tmp_path / "ref"), tmp_path / "ref.log")
     assert rc == 0, (tmp_path / "ref.log").read_text()
@@ -90,19 +99,21 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
     rc, steps = _run(_train_args(data, tmp_path / "run"), tmp_path / "run.log", kill_at=kill_at)
     assert rc == -signal.SIGKILL and steps[-1] == kill_at, f"kill_at={kill_at}: {rc}, {steps}"
     saved = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert 3 <= saved["step"] <= kill_at
+    assert 3 <= saved.step <= kill_at
 
     rc, steps = _run(["train", "--resume", str(tmp_path / "run"), "--quiet"], tmp_path / "resume.log")
     assert rc == 0, (tmp_path / "resume.log").read_text()
-    assert steps == list(range(1, EPOCHS * STEPS_PER_EPOCH - saved["step"] + 1))  # only the missing steps
+    assert steps == list(range(1, EPOCHS * STEPS_PER_EPOCH - saved.step + 1))  # only the missing steps
 
     ref = ck.load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")
     got = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    msg = f"kill_at={kill_at}, resumed from step {saved['step']}"
-    for key in ("model", "ema", "optimizer", "scheduler", "step", "epoch", "best_top1", "best_epoch"):
-        _assert_equal(ref[key], got[key], f"{msg}: {key}")
+    msg = f"kill_at={kill_at}, resumed from step {saved.step}"
+    for key in ("model", "ema", "optimizer", "scheduler"):
+        _assert_equal(getattr(ref, key), getattr(got, key), f"{msg}: {key}")
+    for key in ("step", "epoch", "best_top1", "best_epoch"):
+        _assert_equal(ref.state[key], got.state[key], f"{msg}: {key}")
     # The same metrics (apart from timings), in the files too.
-    _assert_equal(untimed(ref["history"]), untimed(got["history"]), f"{msg}: history")
+    _assert_equal(untimed(ref.state["history"]), untimed(got.state["history"]), f"{msg}: history")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     ref_w, _ = ck.load_safetensors(tmp_path / "ref" / "model.safetensors")

@@ -16,29 +16,44 @@ Every file is written atomically: serialised in memory, written to a hidden temp
 then renamed over the target and the folder fsynced. A crash or a full disk at any moment leaves the previous
 file byte-identical.
 
-Checkpoints hold only plain containers, numbers, strings and tensors, so they load with
+What a checkpoint holds is written in one place, the :class:`Checkpoint` dataclass (format version 2): the
+model's description (:class:`ModelMeta`), the config as run, the state of every stateful piece of the run
+(``litezoo.run.Run.state_dict``), its counters (``litezoo.run.RunState.state_dict``) and each process's RNG
+state. Version-1 files (one flat dict, litezoo before the run object) are read into the same dataclass, so old
+runs still resume and evaluate.
+
+On disk a checkpoint holds only plain containers, numbers, strings and tensors, so it loads with
 ``torch.load(weights_only=True)``, which never runs code; RNG states are stored as tensors for that reason.
+A full disk while writing is a :class:`WorkError` naming the file and the bytes it needed; the previous file
+is left as it was.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import io
 import json
 import os
 import pickle
 import random
 import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file as load_safetensors_file
+from safetensors.torch import save as safetensors_bytes
 
+from litezoo.errors import InputError, WorkError
 from litezoo.fsutil import atomic_write_bytes
-from litezoo.errors import InputError
 
 FORMAT = "litezoo-checkpoint"
-VERSION = 1
+VERSION = 2  # 1: one flat dict (read by Checkpoint.from_dict); 2: the Checkpoint dataclass below
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
@@ -78,32 +93,150 @@ def _pid_alive(pid: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Serialisation
+# The schema
 
 
-def to_bytes(state: dict[str, Any]) -> bytes:
+@dataclass(frozen=True)
+class ModelMeta:
+    """What rebuilding and feeding the model needs (the safetensors export carries the same fields)."""
+
+    model_name: str
+    num_classes: int
+    in_chans: int
+    image_size: int  # side of the (square) evaluation images
+    classes: list[str]
+    mean: list[float]  # per-channel normalisation of the training data
+    std: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str | os.PathLike) -> "ModelMeta":
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d]
+        if missing:
+            raise InputError(f"{where} lacks the model description field(s) {', '.join(missing)}")
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint file holds (format version 2).
+
+    The training pieces are the ``state_dict()`` of each (``litezoo.run.Run.state_dict`` lists them); ``state``
+    is ``litezoo.run.RunState.state_dict()``: epoch, step, batch_index, epoch_stats, best_top1, best_epoch,
+    train_time_s, time_s, history.
+    """
+
+    meta: ModelMeta
+    config: dict[str, dict[str, Any]]  # litezoo.config.to_dict of the config as run
+    model: dict[str, torch.Tensor]  # the trained (raw) weights
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any] | None  # fp16 only
+    ema: dict[str, Any] | None  # ema.ModelEma.state_dict(): the averaged weights are ema["module"]
+    lookahead: dict[str, Any] | None
+    loader: dict[str, Any]  # the training loader's position (epoch, batch_index, seed, ...)
+    state: dict[str, Any]
+    rng: list[dict[str, Any]]  # each process's RNG state (rng_state()), in rank order
+    world_size: int  # processes that wrote it
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps done."""
+        return int(self.state["step"])
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return int(self.state["epoch"])
+
+    @property
+    def evaluates_ema(self) -> bool:
+        """Whether the run evaluated (and exported) its EMA weights rather than the trained ones."""
+        return self.ema is not None and bool(self.config.get("train", {}).get("ema_eval", True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's contents: plain containers, numbers, strings and tensors (loads with weights_only=True)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"format": FORMAT, "version": VERSION, **fields, "meta": self.meta.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str | os.PathLike = "checkpoint") -> "Checkpoint":
+        """Read a loaded file (version 1 or 2); InputError naming ``where`` if it is not a complete checkpoint."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise InputError(f"{where} is not a litezoo checkpoint (no '{FORMAT}' marker)")
+        version = d.get("version", 1)
+        if not isinstance(version, int) or version > VERSION:
+            raise InputError(f"checkpoint {where} has format version {version}; this litezoo reads up to {VERSION}")
+        if version < 2:
+            d = _from_version_1(d)
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise InputError(f"checkpoint {where} is incomplete: no {', '.join(missing)}")
+        return cls(**{**{n: d[n] for n in names}, "meta": ModelMeta.from_dict(d["meta"], where)})
+
+
+# The counters that version 1 kept at the top level and version 2 keeps in Checkpoint.state.
+_STATE_KEYS = ("epoch", "step", "batch_index", "epoch_stats", "best_top1", "best_epoch", "train_time_s", "time_s",
+               "history")  # fmt: skip
+
+
+def _from_version_1(d: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 file (one flat dict) in version 2's layout."""
+    meta_keys = [f.name for f in dataclasses.fields(ModelMeta)]
+    out = {k: v for k, v in d.items() if k not in meta_keys and k not in _STATE_KEYS}
+    out["meta"] = {k: d[k] for k in meta_keys if k in d}
+    out["state"] = {k: d[k] for k in _STATE_KEYS if k in d}
+    out.setdefault("lookahead", None)  # early version-1 files predate lookahead
+    out.setdefault("world_size", 1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading and writing
+
+
+def write_file(data: bytes, path: str | os.PathLike) -> Path:
+    """:func:`litezoo.fsutil.atomic_write_bytes`, with a full disk reported as a WorkError that names the file
+    and the space it needed (the file itself is left as it was)."""
+    try:
+        return atomic_write_bytes(data, path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        folder = Path(path).parent
+        free = shutil.disk_usage(folder).free if folder.is_dir() else 0
+        kept = "the previous file is unchanged" if Path(path).exists() else "nothing was written"
+        raise WorkError(
+            f"no space left on the device to write {path}: it needs {_mb(len(data))}, {_mb(free)} free; {kept}"
+        ) from None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n} bytes"
+
+
+def to_bytes(ckpt: Checkpoint) -> bytes:
+    """The file's bytes."""
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save(ckpt.to_dict(), buf)
     return buf.getvalue()
 
 
-def save_checkpoint(state: dict[str, Any], *paths: str | os.PathLike) -> list[Path]:
-    """Serialise ``state`` once and write it atomically to every path (e.g. epoch file, last.pt, best.pt)."""
-    data = to_bytes(state)
-    return [atomic_write_bytes(data, p) for p in paths]
+def save_checkpoint(ckpt: Checkpoint, *paths: str | os.PathLike) -> list[Path]:
+    """Serialise ``ckpt`` once and write it atomically to every path (e.g. epoch file, last.pt, best.pt)."""
+    data = to_bytes(ckpt)
+    return [write_file(data, p) for p in paths]
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a litezoo checkpoint without executing code.
-
-    Raises ``InputError`` for a missing file, a file holding pickled objects (refused), a truncated or
-    corrupt file (naming the newest good checkpoint beside it), or a file that is not a litezoo checkpoint.
-    """
-    path = Path(path)
+def _read(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """The file's contents, loaded without executing code; InputError for a missing, pickled or damaged file."""
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" in str(exc):
             raise InputError(
@@ -114,11 +247,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         why = _first_line(exc) or type(exc).__name__
         raise InputError(f"checkpoint {path} is truncated or corrupt ({why}){_last_good_hint(path)}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InputError(f"{path} is not a litezoo checkpoint (no '{FORMAT}' marker)")
-    if state.get("version", 0) > VERSION:
-        raise InputError(f"checkpoint {path} has format version {state['version']}; this litezoo reads up to {VERSION}")
-    return state
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a litezoo checkpoint (format version 1 or 2) without executing code.
+
+    Raises ``InputError`` for a missing file, a file holding pickled objects (refused), a truncated or
+    corrupt file (naming the newest good checkpoint beside it), or a file that is not a litezoo checkpoint.
+    """
+    path = Path(path)
+    return Checkpoint.from_dict(_read(path, map_location), path)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -146,12 +284,10 @@ def last_good_checkpoint(folder: str | os.PathLike, exclude: Path | None = None)
         if p.suffix != ".pt" or not p.is_file() or (exclude is not None and p.resolve() == exclude.resolve()):
             continue
         try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
+            step = Checkpoint.from_dict(torch.load(p, map_location="cpu", weights_only=True), p).step
         except Exception:  # noqa: BLE001 — any failure means "not good"
             continue
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            continue
-        key = (int(state.get("step", -1)), 2 if _EPOCH_RE.match(p.name) else int(p.name == LAST))
+        key = (step, 2 if _EPOCH_RE.match(p.name) else int(p.name == LAST))
         if best is None or key > best[0]:
             best = (key, p)
     return best[1] if best else None
@@ -255,26 +391,21 @@ def export_safetensors(
     state_dict: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, Any]
 ) -> Path:
     """Write weights as safetensors; ``metadata`` values are JSON-encoded (safetensors metadata is str -> str)."""
-    from safetensors.torch import save
-
     # safetensors wants contiguous tensors with no shared storage; channels_last weights are not contiguous.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     meta = {"format": "pt", "litezoo": json.dumps(metadata, sort_keys=True)}
-    return atomic_write_bytes(save(tensors, metadata=meta), path)
+    return write_file(safetensors_bytes(tensors, metadata=meta), path)
 
 
 def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Weights and litezoo metadata (model name, classes, mean/std, …) from a safetensors file."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"weights file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("litezoo")
-        tensors = load_file(str(path))
+        tensors = load_safetensors_file(str(path))
     except Exception as exc:  # noqa: BLE001 — safetensors raises its own error types
         raise InputError(f"weights file {path} is truncated or corrupt ({_first_line(exc)})") from None
     if raw is None:
@@ -286,10 +417,9 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
 # Trained weights, from whichever file holds them
 
 
-def checkpoint_metadata(state: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_metadata(ckpt: Checkpoint) -> dict[str, Any]:
     """What is needed to rebuild and feed the model of a checkpoint (the safetensors metadata holds the same)."""
-    keys = ("model_name", "num_classes", "in_chans", "image_size", "classes", "mean", "std", "epoch")
-    return {k: state[k] for k in keys}
+    return {**ckpt.meta.to_dict(), "epoch": ckpt.epoch}
 
 
 WEIGHT_CHOICES = ("auto", "raw", "ema")
@@ -321,10 +451,9 @@ def load_weights(path: str | os.PathLike, weights: str = "auto") -> tuple[dict[s
         return tensors, meta
     if path.suffix != ".pt":
         raise InputError(f"expected a run folder, a .pt checkpoint or a .safetensors file, got {path}")
-    state = load_checkpoint(path)
-    has_ema = state.get("ema") is not None
-    if weights == "ema" and not has_ema:
+    ckpt = load_checkpoint(path)
+    if weights == "ema" and ckpt.ema is None:
         raise InputError(f"{path} has no EMA weights (the run trained without train.ema_decay)")
-    use_ema = has_ema and (weights == "ema" or (weights == "auto" and state["config"]["train"].get("ema_eval", True)))
-    chosen = state["ema"]["module"] if use_ema else state["model"]
-    return chosen, {**checkpoint_metadata(state), "ema": use_ema}
+    use_ema = weights == "ema" or (weights == "auto" and ckpt.evaluates_ema)
+    chosen = ckpt.ema["module"] if use_ema else ckpt.model
+    return chosen, {**checkpoint_metadata(ckpt), "ema": use_ema}

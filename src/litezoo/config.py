@@ -131,6 +131,7 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads; None: leave torch's default
     keep_heap: bool = True  # CPU + glibc: keep freed memory for reuse, no page faults per step (litezoo.heap)
     log_every: int = 50  # steps between progress updates
+    checkpoint_every_minutes: float | None = None  # also save last.pt when this much time passed (None: off)
 
 
 @dataclass
@@ -529,6 +530,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     choice("train.on_nan", t.on_nan, NAN_POLICIES)
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")
     need(t.log_every >= 1, f"train.log_every must be >= 1, got {t.log_every}")
+    need(
+        t.checkpoint_every_minutes is None or t.checkpoint_every_minutes > 0,
+        f"train.checkpoint_every_minutes must be > 0 or null, got {t.checkpoint_every_minutes}",
+    )
 
     need(c.keep >= 1, f"checkpoint.keep must be >= 1, got {c.keep}")
     need(

@@ -119,26 +119,20 @@ def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
             dist.broadcast(buf, src=src)
 
 
-def barrier() -> None:
-    if is_initialized():
-        dist.barrier()
-
-
 def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
     """DistributedDataParallel around ``model`` when running under torchrun; the model itself otherwise."""
     if not info.enabled:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside DDP and/or torch.compile wrappers (its state_dict has no ``module.`` prefix)."""
+    """The plain model inside DistributedDataParallel / DataParallel / torch.compile wrappers (its state_dict
+    has no ``module.`` or ``_orig_mod.`` prefix): the one unwrapping helper (EMA and lookahead use it too)."""
     while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
-        elif hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
             model = model._orig_mod
         else:
             return model

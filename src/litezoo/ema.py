@@ -16,18 +16,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from litezoo.distributed import unwrap
 from litezoo.errors import InputError
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under DistributedDataParallel / DataParallel / torch.compile wrappers."""
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
-            model = model._orig_mod
-        else:
-            return model
 
 
 class ModelEma:
@@ -39,7 +29,7 @@ class ModelEma:
         self.decay = float(decay)
         self.warmup = bool(warmup)
         self.num_updates = 0
-        self.module = copy.deepcopy(unwrap_model(model)).eval()
+        self.module = copy.deepcopy(unwrap(model)).eval()
         self.module.requires_grad_(False)
 
     def current_decay(self) -> float:
@@ -53,7 +43,7 @@ class ModelEma:
     def update(self, model: nn.Module) -> None:
         """Average ``model``'s current weights in (call after each optimizer step)."""
         d = self.current_decay()
-        source = unwrap_model(model).state_dict()
+        source = unwrap(model).state_dict()
         ema_floats, model_floats = [], []
         for name, ema_t in self.module.state_dict().items():
             if name not in source:
@@ -110,7 +100,7 @@ class Lookahead:
         if total_steps < 1:
             raise InputError(f"lookahead needs the run's step count, got {total_steps}")
         self.every, self.decay, self.total_steps = int(every), float(decay), int(total_steps)
-        source = unwrap_model(model).state_dict()
+        source = unwrap(model).state_dict()
         self.slow = {k: v.detach().clone() for k, v in source.items() if v.dtype.is_floating_point}
 
     def weight(self, step: int) -> float:
@@ -126,7 +116,7 @@ class Lookahead:
             self._pull(model, 1.0)  # end of the run: the weights become the slow copy
 
     def _pull(self, model: nn.Module, a: float) -> None:
-        source = unwrap_model(model).state_dict()
+        source = unwrap(model).state_dict()
         names = list(self.slow)
         slow = [self.slow[k] for k in names]
         fast = [source[k] for k in names]
@@ -144,4 +134,4 @@ class Lookahead:
             self.slow[k].copy_(v)
 
 
-__all__ = ["Lookahead", "ModelEma", "unwrap_model"]
+__all__ = ["Lookahead", "ModelEma"]

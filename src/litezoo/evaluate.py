@@ -1,7 +1,9 @@
 """Evaluation: loss, top-1/top-5, per-class accuracy and the confusion matrix, with optional flip TTA.
 
 Counts (not averages) are accumulated, so a data-parallel evaluation sums them across processes and gets
-exactly the single-process numbers.
+exactly the single-process numbers. A model whose top-1 prediction is the same class for every image (a dead
+network: e.g. all-zero logits) is flagged (``EvalResult.constant_predictions``): its accuracy is the share of
+that class and says nothing about learning.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from litezoo import distributed
+from litezoo.checkpoint import load_weights, write_file
+from litezoo.data import BatchLoader, open_dataset
+from litezoo.device import resolve_device
+from litezoo.errors import InputError
+from litezoo.precision import autocast as precision_autocast
+from litezoo.precision import choose_precision
+from litezoo.registry import create_model
 
 
 @dataclass
@@ -29,6 +38,18 @@ class EvalResult:
     num_samples: int
     confusion: np.ndarray  # (K, K) int64: rows = true class, columns = predicted class
     classes: list[str]
+    logit_spread: float | None = None  # max over classes of (largest - smallest logit over all images)
+
+    @property
+    def constant_predictions(self) -> bool:
+        """True when every image (of more than one) got the same top-1 class."""
+        return self.num_samples > 1 and int((self.confusion.sum(axis=0) > 0).sum()) == 1
+
+    def constant_predictions_text(self) -> str:
+        """One line saying what was constant (for logs)."""
+        predicted = self.classes[int(self.confusion.sum(axis=0).argmax())]
+        same = "; its logits are identical for every image (it ignores its input)" if self.logit_spread == 0 else ""
+        return f"the model predicted class {predicted!r} for all {self.num_samples} images{same}"
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
@@ -50,6 +71,7 @@ class EvalResult:
                 for c, n, a in zip(self.classes, support, acc)
             ],
             "confusion": self.confusion.tolist(),
+            "constant_predictions": self.constant_predictions,
         }
 
 
@@ -110,8 +132,10 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top_k_correct = torch.zeros((), dtype=torch.int64, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    lowest = torch.full((num_classes,), float("inf"), device=device)  # per class, over all images
+    highest = torch.full((num_classes,), float("-inf"), device=device)
     if tta_translate < 0:
-        raise ValueError(f"tta_translate must be >= 0 pixels, got {tta_translate}")
+        raise InputError(f"tta_translate must be >= 0 pixels, got {tta_translate}")
     for x, y in loader:
         with autocast() if autocast else contextlib.nullcontext():
             logits = tta_logits(model, x, flip=tta_flip, translate=tta_translate)
@@ -120,12 +144,15 @@ def evaluate(
         top = logits.topk(k, dim=1).indices  # (B, k)
         top_k_correct += (top == y[:, None]).any(dim=1).sum()
         confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
+        lowest = torch.minimum(lowest, logits.min(dim=0).values)
+        highest = torch.maximum(highest, logits.max(dim=0).values)
     model.train(was_training)
 
     # Sum across processes (a no-op in a single process).
     loss_sum = distributed.all_reduce_sum(loss_sum)
     top_k_correct = distributed.all_reduce_sum(top_k_correct)
     confusion = distributed.all_reduce_sum(confusion)
+    spread = (distributed.all_reduce_max(highest) + distributed.all_reduce_max(-lowest)).max()
 
     cm = confusion.view(num_classes, num_classes).cpu().numpy()
     n = int(cm.sum())
@@ -138,6 +165,7 @@ def evaluate(
         num_samples=n,
         confusion=cm,
         classes=list(classes) if classes is not None else [str(i) for i in range(num_classes)],
+        logit_spread=float(spread),
     )
 
 
@@ -154,6 +182,8 @@ def format_report(result: EvalResult, *, max_matrix_classes: int = 20) -> str:
         "",
         "per-class accuracy:",
     ]
+    if result.constant_predictions:
+        lines[1:1] = [f"warning: {result.constant_predictions_text()}"]
     width = max(len(c) for c in result.classes)
     support = result.confusion.sum(axis=1)
     for name, n, acc in zip(result.classes, support, result.per_class_accuracy):
@@ -175,19 +205,19 @@ def format_confusion(result: EvalResult) -> str:
 
 def save_confusion_png(result: EvalResult, path: str | os.PathLike, title: str | None = None) -> Path:
     """Plot the row-normalised confusion matrix (per-class recall) with the counts written in small matrices."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    from litezoo.checkpoint import atomic_write_bytes
-
     cm = result.confusion
     k = len(result.classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = np.nan_to_num(cm / cm.sum(axis=1, keepdims=True))
     side = min(4 + 0.45 * k, 24)
-    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    # matplotlib is imported here, not at the top: it costs ~0.3 s and only this report needs it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # A Figure with its own Agg canvas: no pyplot, no global backend switch, nothing kept after the call.
+    fig = Figure(figsize=(side, side * 0.9))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
     if k <= 40:
@@ -204,8 +234,7 @@ def save_confusion_png(result: EvalResult, path: str | os.PathLike, title: str |
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(buf.getvalue(), path)
+    return write_file(buf.getvalue(), path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -219,10 +248,6 @@ def load_trained_model(
 
     ``weights``: auto | raw | ema, see :func:`litezoo.checkpoint.load_weights`.
     """
-    from litezoo.checkpoint import load_weights
-    from litezoo.errors import InputError
-    from litezoo.registry import create_model
-
     state, meta = load_weights(target, weights)
     model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"])
     try:
@@ -259,8 +284,6 @@ def load_trained_ensemble(
     The members must agree on what they were trained for: classes, input channels, image size and normalisation
     (they see the same batches). The metadata is the first member's, with ``members`` listing every model.
     """
-    from litezoo.errors import InputError
-
     if not targets:
         raise InputError("no model to evaluate")
     loaded = [load_trained_model(t, device, weights) for t in targets]
@@ -293,17 +316,13 @@ def evaluate_saved(
     amp: str = "off",
     cache_dir: str | os.PathLike | None = None,
     limit: int | None = None,
+    download: bool = True,
 ) -> tuple[EvalResult, dict[str, Any]]:
     """Evaluate a trained model on ``split`` of ``data`` with the training run's normalisation and image size.
 
     ``target`` may be a list of runs: their :class:`Ensemble` (mean class probabilities) is evaluated.
     ``weights``: auto | raw | ema (:func:`litezoo.checkpoint.load_weights`).
     """
-    from litezoo.data import BatchLoader, open_dataset
-    from litezoo.errors import InputError
-    from litezoo.device import resolve_device
-    from litezoo.precision import autocast, choose_precision
-
     dev = resolve_device(device)
     precision = choose_precision(amp, dev)
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
@@ -311,7 +330,8 @@ def evaluate_saved(
     if not 0 <= tta_translate < meta["image_size"]:
         raise InputError(f"tta_translate must be 0 to {meta['image_size'] - 1} px for {meta['image_size']}px images, "
                          f"got {tta_translate}")  # fmt: skip
-    ds = open_dataset(data, split, image_size=meta["image_size"], cache_dir=cache_dir, limit=limit)
+    ds = open_dataset(data, split, image_size=meta["image_size"], cache_dir=cache_dir, limit=limit,
+                      download=download)
     if list(ds.classes) != list(meta["classes"]):
         raise InputError(
             f"the data at {data} has classes {ds.classes}, but the model was trained on {meta['classes']}"
@@ -319,7 +339,7 @@ def evaluate_saved(
     loader = BatchLoader(ds, batch_size, train=False, device=dev, rank=0, world_size=1,
                          mean=tuple(meta["mean"]), std=tuple(meta["std"]))  # fmt: skip
     result = evaluate(model, loader, num_classes=meta["num_classes"], classes=meta["classes"], tta_flip=tta_flip,
-                      tta_translate=tta_translate, autocast=lambda: autocast(precision, dev))  # fmt: skip
+                      tta_translate=tta_translate, autocast=lambda: precision_autocast(precision, dev))  # fmt: skip
     info = {"split": ds.split, "data": str(data), "tta_flip": tta_flip, "tta_translate": tta_translate,
             "weights": "ema" if meta.get("ema") else "raw"}  # fmt: skip
     return result, {**meta, **info, "precision": precision.mode}
