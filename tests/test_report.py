@@ -87,7 +87,8 @@ def test_bubble_area_is_proportional_to_parameters_and_log_axis_when_wide():
 
 def test_read_metrics_drops_and_names_cut_off_and_bad_lines(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"epoch": 1, "test_top1": 10.0}\nnot json\n[1, 2]\n{"epoch": 2, "test_top1": 20.0}\n{"epoch": 3, "te')
+    path.write_text('{"epoch": 1, "test_top1": 10.0}\nnot json\n[1, 2]\n'
+                    '{"epoch": 2, "test_top1": 20.0}\n{"epoch": 3, "te')
     good, problems = read_metrics(path)
     assert [r["epoch"] for r in good] == [1, 2]
     assert problems == [

@@ -38,7 +38,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (
 REAL_MODEL = "shufflenet_v2_x0_5_cifar"
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
 # Hand-written runs: (folder, model, planned epochs, epochs logged, best test top-1 on the last epoch)
-HAND = [("mbv1_half", "mobilenet_v1_x0_5_cifar", 4, 4, 71.25), ("snv1_live", "shufflenet_v1_g3_x0_5_cifar", 10, 3, 48.5)]
+HAND = [("mbv1_half", "mobilenet_v1_x0_5_cifar", 4, 4, 71.25),
+        ("snv1_live", "shufflenet_v1_g3_x0_5_cifar", 10, 3, 48.5)]
 PROFILE_MS = 3.21  # the median latency written into mbv1_half/profile.json
 
 
@@ -61,7 +62,8 @@ def hand_run(folder: Path, model: str, planned: int, done: int, best: float, *, 
     (folder / "config.yaml").write_text(yaml_text(model, planned))
     rows = [{"epoch": e, "step": 10 * e, "lr": 0.1 * math.cos(e / planned), "train_loss": 2.0 / e,
              "train_top1": best * e / done - 5, "test_loss": 2.2 / e, "test_top1": best * e / done,
-             "images_per_s": 400.0 + e, "time_s": 30.0 * e, "train_time_s": 25.0 * e} for e in range(1, done + 1)]  # fmt: skip
+             "images_per_s": 400.0 + e, "time_s": 30.0 * e, "train_time_s": 25.0 * e}
+            for e in range(1, done + 1)]  # fmt: skip
     text = "".join(json.dumps(r) + "\n" for r in rows)
     (folder / "metrics.jsonl").write_text(text + ('{"epoch": %d, "lr": 0.0' % (done + 1) if cut else ""))
     if finished:  # only the safetensors header matters to the report: its metadata names the exported epoch
@@ -141,7 +143,7 @@ def open_page(browser, path: Path, width: int, height: int):
         r.continue_() if r.request.url == url else r.abort()
 
     page.route("**/*", route)
-    page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("console", lambda m: m.type in ("error", "warning") and errors.append(f"console {m.type}: {m.text}"))
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
     page.goto(url)
@@ -202,7 +204,8 @@ def test_desktop_charts_table_sorting_and_no_network(runs, browser):
         assert all(b.query_selector("circle").bounding_box()["width"] > 4 for b in bubbles)
         # the bubble of the run with the most parameters is the biggest (area ∝ parameters)
         radius = {b.get_attribute("data-run"): float(b.query_selector("circle").get_attribute("r")) for b in bubbles}
-        params = {"snv2_real": params_of(REAL_MODEL), "mbv1_half": params_of(HAND[0][1]), "snv1_live": params_of(HAND[1][1])}
+        params = {"snv2_real": params_of(REAL_MODEL), "mbv1_half": params_of(HAND[0][1]),
+                  "snv1_live": params_of(HAND[1][1])}
         assert max(radius, key=radius.get) == max(params, key=params.get)
 
         # --- the table holds the runs' numbers, best top-1 first

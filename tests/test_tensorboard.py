@@ -57,14 +57,16 @@ def test_model_graph_and_mode_restored(tmp_path):
     acc = read_events(tmp_path / "tb")
     assert acc.Tags()["graph"]
     ops = {node.op for node in acc.Graph().node}
-    assert any("conv" in op.lower() for op in ops) and any("linear" in op.lower() or "addmm" in op.lower() for op in ops)
+    assert any("conv" in op.lower() for op in ops)
+    assert any("linear" in op.lower() or "addmm" in op.lower() for op in ops)
     assert model.training  # mode restored
     assert torch.equal(model[1].running_mean, running)  # traced in eval mode: BN statistics untouched
 
 
 def test_missing_tensorboard_is_a_one_line_input_error(tmp_path, monkeypatch):
     real = tblog.importlib.util.find_spec
-    monkeypatch.setattr(tblog.importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    monkeypatch.setattr(tblog.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
     with pytest.raises(InputError, match=r"train.tensorboard: true needs the tensorboard package: pip install") as info:
         tblog.TensorBoardLog(tmp_path / "tb")
     assert "\n" not in str(info.value)

@@ -232,8 +232,8 @@ def _curves(entries: list[Entry], colors: dict[str, str]) -> str:
             for key in keys:
                 pts = [(r["epoch"], v) for r in e.record.rows if (v := number(r.get(key))) is not None]
                 train = key.startswith("train_")
-                series.append(Series(e.run, colors[e.run], pts, dashed=train and len(keys) > 1,
-                                     note="train" if train else ("test" if key.startswith("test_") else "")))  # fmt: skip
+                note = "train" if train else ("test" if key.startswith("test_") else "")
+                series.append(Series(e.run, colors[e.run], pts, dashed=train and len(keys) > 1, note=note))
         figures.append(f"<figure>{line_chart(series, title=title, x_label='epoch', y_label=unit)}</figure>")
     legend = "".join(
         f'<li><span class="sw" style="background:{colors[e.run]}"></span>{escape(e.run)}'
@@ -255,7 +255,8 @@ def _bubbles(entries: list[Entry], colors: dict[str, str]) -> str:
                       f"top-1 {e.best_top1:.2f}% ({e.best_source})") for e in plotted]  # fmt: skip
     chart = bubble_chart(bubbles, title="Accuracy vs MACs", x_label="MACs per image (batch 1)",
                          y_label="best test top-1 (%)")  # fmt: skip
-    note = f'<p class="note">Not plotted (no accuracy or MAC count): {escape(", ".join(missing))}.</p>' if missing else ""
+    note = f'<p class="note">Not plotted (no accuracy or MAC count): {escape(", ".join(missing))}.</p>' \
+        if missing else ""  # fmt: skip
     return f'<div class="wide bubble-wrap">{chart}</div>{note}'
 
 

@@ -118,6 +118,11 @@ class _Frame:
         return self.height - self.bottom - (y - lo) / ((hi - lo) or 1.0) * (self.height - self.top - self.bottom)
 
 
+def _text(x: float, y: float, text: str, css: str = "lbl", anchor: str = "middle", extra: str = "") -> str:
+    """An SVG text element; ``text`` is escaped here."""
+    return f'<text class="{css}" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{escape(text)}</text>'
+
+
 def _axes(f: _Frame, xticks: list[float], yticks: list[float], title: str, x_label: str, y_label: str) -> None:
     x0, x1 = f.left, f.width - f.right
     y0, y1 = f.height - f.bottom, f.top
@@ -126,17 +131,16 @@ def _axes(f: _Frame, xticks: list[float], yticks: list[float], title: str, x_lab
     for t in yticks:
         y = f.sy(t)
         f.parts.append(f'<line class="grid" x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}"/>')
-        f.parts.append(f'<text class="lbl" x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{fmt_number(t, ystep)}</text>')
+        f.parts.append(_text(x0 - 6, y + 4, fmt_number(t, ystep), anchor="end"))
     for t in xticks:
         x = f.sx(t)
         f.parts.append(f'<line class="grid" x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y1}"/>')
-        f.parts.append(f'<text class="lbl" x="{x:.1f}" y="{y0 + 16}" text-anchor="middle">{fmt_number(t, xstep)}</text>')
+        f.parts.append(_text(x, y0 + 16, fmt_number(t, xstep)))
     f.parts.append(f'<rect class="ax" x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="none"/>')
-    f.parts.append(f'<text class="ttl" x="{f.width / 2:.0f}" y="18" text-anchor="middle">{escape(title)}</text>')
-    f.parts.append(f'<text class="lbl" x="{(x0 + x1) / 2:.0f}" y="{f.height - 6}" text-anchor="middle">{escape(x_label)}</text>')
+    f.parts.append(_text(f.width / 2, 18, title, css="ttl"))
+    f.parts.append(_text((x0 + x1) / 2, f.height - 6, x_label))
     cy = (y0 + y1) / 2
-    f.parts.append(f'<text class="lbl" x="16" y="{cy:.0f}" text-anchor="middle" transform="rotate(-90 16 {cy:.0f})">'
-                   f"{escape(y_label)}</text>")  # fmt: skip
+    f.parts.append(_text(16, cy, y_label, extra=f' transform="rotate(-90 16 {cy:.1f})"'))
 
 
 def _svg(f: _Frame, css_class: str, title: str) -> str:
@@ -151,9 +155,8 @@ def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, 
     pts = [p for s in series for p in s.points]
     if not pts:
         f = _Frame(width, height, (0, 1), (0, 1))
-        f.parts.append(f'<text class="ttl" x="{width / 2:.0f}" y="18" text-anchor="middle">{escape(title)}</text>')
-        f.parts.append(f'<text class="lbl" x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle">'
-                       f"{escape(empty_text)}</text>")  # fmt: skip
+        f.parts.append(_text(width / 2, 18, title, css="ttl"))
+        f.parts.append(_text(width / 2, height / 2, empty_text))
         return _svg(f, "line-chart empty", title)
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     xticks = nice_ticks(min(xs), max(xs), 6, integer=True)
@@ -166,13 +169,14 @@ def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, 
         coords = " ".join(f"{f.sx(x):.1f},{f.sy(y):.1f}" for x, y in s.points)
         dash = ' stroke-dasharray="5 4"' if s.dashed else ""
         label = escape(f"{s.label} {s.note}".strip())
-        f.parts.append(f'<g class="series" data-run="{escape(s.label)}"><title>{label}</title>'
-                       f'<polyline points="{coords}" fill="none" stroke="{s.color}" stroke-width="2"{dash}/>')  # fmt: skip
+        f.parts.append(f'<g class="series" data-run="{escape(s.label)}"><title>{label}</title><polyline '
+                       f'points="{coords}" fill="none" stroke="{s.color}" stroke-width="2"{dash}/>')  # fmt: skip
         r = 3 if len(s.points) <= 40 else 1.8
         fill = "var(--bg)" if s.dashed else s.color  # hollow markers on the dashed (train) curves
         for x, y in s.points:
+            tip = f"{label}, {escape(x_label)} {x:g}: {y:.4g}"
             f.parts.append(f'<circle cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="{r}" fill="{fill}" stroke="{s.color}" '
-                           f'stroke-width="1.5"><title>{label}, {escape(x_label)} {x:g}: {y:.4g}</title></circle>')  # fmt: skip
+                           f'stroke-width="1.5"><title>{tip}</title></circle>')  # fmt: skip
         f.parts.append("</g>")
     return _svg(f, "line-chart", title)
 
@@ -205,10 +209,10 @@ def bubble_chart(bubbles: list[Bubble], *, title: str, x_label: str, y_label: st
         f.parts.append(f'<g class="bubble" data-run="{escape(b.label)}"><title>{tip}</title>'
                        f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{b.color}" fill-opacity="0.45" '
                        f'stroke="{b.color}" stroke-width="1.5"/>'
-                       f'<text class="blbl" x="{cx + r * 0.75 + 3:.1f}" y="{cy - r * 0.75 - 3:.1f}">{escape(b.label)}</text></g>')  # fmt: skip
+                       + _text(cx + r * 0.75 + 3, cy - r * 0.75 - 3, b.label, css="blbl", anchor="start") + "</g>")
     smallest = min(b.size for b in bubbles)
-    f.parts.append(f'<text class="lbl" x="{width - f.right - 4}" y="{height - f.bottom - 6}" text-anchor="end">'
-                   f"bubble area ∝ parameters: {fmt_number(smallest)} to {fmt_number(biggest)}</text>")  # fmt: skip
+    f.parts.append(_text(width - f.right - 4, height - f.bottom - 6,
+                         f"bubble area ∝ parameters: {fmt_number(smallest)} to {fmt_number(biggest)}", anchor="end"))
     return _svg(f, "bubble-chart", title)
 
 
