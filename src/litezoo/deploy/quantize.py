@@ -14,8 +14,11 @@ reported after keeping layers in fp32 stays an honest number).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -100,6 +103,17 @@ def resolve_excluded(layers: list[dict[str, Any]], patterns: Sequence[str]) -> l
     return names
 
 
+@contextlib.contextmanager
+def _quiet_logging():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 class OrtQuantizer:
     """Calibrates once (the ranges are cached in a file), then quantises any subset of layers cheaply."""
 
@@ -112,15 +126,16 @@ class OrtQuantizer:
     def quantize(self, out: Path, *, exclude: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        quantize_static(
-            str(self.fp32_path), str(out), _Reader(self.input_name, self.calib),
-            quant_format=QuantFormat.QOperator if self.qop else QuantFormat.QDQ,
-            op_types_to_quantize=None, per_channel=self.per_channel, reduce_range=False,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_quantize=list(only) if only is not None else None, nodes_to_exclude=list(exclude),
-            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(self.cache),
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        )  # fmt: skip
+        with _quiet_logging():  # ORT logs per-layer notes through the root logger
+            quantize_static(
+                str(self.fp32_path), str(out), _Reader(self.input_name, self.calib),
+                quant_format=QuantFormat.QOperator if self.qop else QuantFormat.QDQ,
+                op_types_to_quantize=None, per_channel=self.per_channel, reduce_range=False,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_quantize=list(only) if only is not None else None, nodes_to_exclude=list(exclude),
+                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(self.cache),
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )  # fmt: skip
         return out
 
 
@@ -142,7 +157,7 @@ def rank_sensitivity(quantizer: OrtQuantizer, layers: list[dict[str, Any]], x: n
     return sorted(ranking, key=lambda r: (-r["top1_flip_pct"], -r["logit_mse"]))
 
 
-def _openvino_quantize(fp32_path: Path, calib: np.ndarray, exclude: Sequence[str], out: Path, record: dict):
+def openvino_quantize(fp32_path: Path, calib: np.ndarray, exclude: Sequence[str], out: Path, record: dict):
     import nncf
     import openvino as ov
 
@@ -150,7 +165,8 @@ def _openvino_quantize(fp32_path: Path, calib: np.ndarray, exclude: Sequence[str
     dataset = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
     scope = nncf.IgnoredScope(names=list(exclude)) if exclude else None
     kwargs = {"ignored_scope": scope} if scope else {}
-    quantized = nncf.quantize(model, dataset, subset_size=len(calib), **kwargs)
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF draws progress bars: keep stdout for --json
+        quantized = nncf.quantize(model, dataset, subset_size=len(calib), **kwargs)
     return save_openvino(quantized, out, record)
 
 
@@ -215,7 +231,7 @@ def quantize_run(
 
     with tempfile.TemporaryDirectory(prefix="litezoo-quant-") as tmp:
         work = Path(tmp)
-        fp32_path = _prepared_fp32(src, work)
+        fp32_path = prepared_fp32(src, work)
         fp32_logits = ort_logits(ort_session(fp32_path), x_test, batch=256)
         before = top1(fp32_logits, y_test)
         layers = conv_layers(fp32_path)
@@ -233,7 +249,7 @@ def quantize_run(
             "quantization": {"method": method, "calibration_images": len(x_calib), "per_channel": per_channel,
                              "fp32_layers": fp32_names}})  # fmt: skip
         if method == "openvino":
-            _openvino_quantize(fp32_path, x_calib, fp32_names, out, record)
+            openvino_quantize(fp32_path, x_calib, fp32_names, out, record)
             q_logits = openvino_logits(out, x_test)
         else:
             quantizer = OrtQuantizer(fp32_path, x_calib, work, qop=method == "ort-qop", per_channel=per_channel)
@@ -254,7 +270,7 @@ def quantize_run(
     }  # fmt: skip
 
 
-def _prepared_fp32(src: Source, work: Path) -> Path:
+def prepared_fp32(src: Source, work: Path) -> Path:
     """The fp32 graph (dynamic batch) after ONNX Runtime's quantisation pre-processing (shape inference, fusions)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

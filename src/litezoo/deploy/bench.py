@@ -1,0 +1,300 @@
+"""Runtime benchmark: one model, many runtimes, side by side in one process and one run.
+
+Each row: median latency of one call on a batch with its spread (p10/p90), throughput, the process's peak
+resident memory while that runtime was built and run, and the fp32 compute bound — the model's FLOPs divided
+by this machine's fp32 matmul FLOP/s measured in the same run at the same thread count — so a reader sees how
+close each runtime gets to what the arithmetic alone would cost.
+
+Threads are set per runtime session (ONNX Runtime ``intra_op_num_threads``, OpenVINO ``INFERENCE_NUM_THREADS``);
+torch's global thread count is set for its rows and restored after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from litezoo.deploy.export import openvino_available, ort_session
+from litezoo.deploy.quantize import prepared_fp32
+from litezoo.deploy.source import Source, dataset_arrays, load_source
+from litezoo.errors import InputError
+
+RUNTIMES = ("torch", "torch-cl", "torch-compile", "ort", "ort-int8", "openvino", "openvino-int8")
+FILE_RUNTIMES = ("ort", "openvino")  # an exported file runs as it is (its own precision)
+CALIB_IMAGES = 64  # int8 rows: calibration inputs (the run's training images, else random)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _reset_peak_rss() -> bool:
+    try:  # Linux: writing 5 resets VmHWM (the peak RSS) of this process
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mib() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def matmul_flops(threads: int | None, n: int = 1024, seconds: float = 0.5) -> float:
+    """This machine's fp32 matmul FLOP/s at ``threads`` (torch.mm of n x n, best of a timed loop)."""
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    with torch_threads(threads), torch.no_grad():
+        torch.mm(a, b)
+        best = float("inf")
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
+def time_calls(fn: Callable[[], Any], *, repeats: int, min_seconds: float, warmup: int = 3) -> np.ndarray:
+    """Per-call seconds: at least ``repeats`` calls and at least ``min_seconds`` of them, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    deadline = time.perf_counter() + min_seconds
+    while len(times) < repeats or time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return np.asarray(times)
+
+
+class _Model:
+    """What the runners of one target share: the torch model, its fp32 ONNX file and calibration inputs."""
+
+    def __init__(self, src: Source | None, file: Path | None, workdir: Path, size: int):
+        self.src, self.file, self.workdir, self.size = src, file, workdir, size
+        self._onnx: Path | None = None
+        self._int8: dict[str, Path] = {}
+
+    @property
+    def name(self) -> str:
+        return self.src.meta["model_name"] if self.src else self.file.name
+
+    def onnx_path(self) -> Path:
+        if self.file is not None:
+            return self.file
+        if self._onnx is None:
+            self._onnx = prepared_fp32(self.src, self.workdir)
+        return self._onnx
+
+    def calib(self) -> np.ndarray:
+        if self.src is not None and self.src.data:
+            try:
+                return dataset_arrays(self.src, "train", CALIB_IMAGES)[0]
+            except Exception:  # noqa: BLE001 — speed rows only: random calibration is good enough, and noted
+                pass
+        c = int(self.src.meta["in_chans"]) if self.src else 3
+        return np.random.default_rng(0).standard_normal((CALIB_IMAGES, c, self.size, self.size), dtype=np.float32)
+
+    def int8_path(self, kind: str) -> Path:
+        if kind not in self._int8:
+            from litezoo.deploy.quantize import OrtQuantizer, openvino_quantize
+
+            if kind == "ort":
+                q = OrtQuantizer(self.onnx_path(), self.calib(), self.workdir, qop=False, per_channel=True)
+                self._int8[kind] = q.quantize(self.workdir / "int8.onnx")
+            else:
+                self._int8[kind] = openvino_quantize(self.onnx_path(), self.calib(), (), self.workdir / "int8.xml",
+                                                      {"model_name": self.name})  # fmt: skip
+        return self._int8[kind]
+
+
+def _runner(model: _Model, runtime: str, batch: int, threads: int | None) -> tuple[Callable[[], Any], dict]:
+    """A zero-argument call that runs one batch, and what it runs with (precision, notes)."""
+    c = int(model.src.meta["in_chans"]) if model.src else 3
+    x = np.random.default_rng(0).standard_normal((batch, c, model.size, model.size), dtype=np.float32)
+    if runtime.startswith("torch"):
+        net = model.src.model
+        xt = torch.from_numpy(x)
+        if runtime == "torch-cl":
+            net = net.to(memory_format=torch.channels_last)
+            xt = xt.contiguous(memory_format=torch.channels_last)
+        if runtime == "torch-compile":
+            net = torch.compile(net)
+
+        def call():
+            with torch.no_grad():
+                return net(xt)
+
+        return call, {"precision": "fp32"}
+    if runtime in ("ort", "ort-int8"):
+        path = model.onnx_path() if runtime == "ort" else model.int8_path("ort")
+        session = ort_session(path, threads)
+        name = session.get_inputs()[0].name
+        return (lambda: session.run(None, {name: x})), {"precision": "int8" if runtime == "ort-int8" else "file"
+                                                        if model.file else "fp32"}  # fmt: skip
+    import openvino as ov
+
+    core = ov.Core()
+    source = model.onnx_path() if runtime == "openvino" else model.int8_path("openvino")
+    ov_model = core.read_model(str(source))
+    if model.file is None or runtime == "openvino-int8":
+        ov_model.reshape([batch, c, model.size, model.size])
+    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    compiled = core.compile_model(ov_model, "CPU", config)
+    request = compiled.create_infer_request()
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    hint = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # e.g. 'bf16', 'f32'
+    precision = ("int8 + " if runtime == "openvino-int8" else "") + hint  # OpenVINO picks bf16 itself on AMX CPUs
+    return (lambda: request.infer({0: x})), {"precision": precision}
+
+
+def bench(
+    targets: Sequence[str | os.PathLike],
+    *,
+    runtimes: Sequence[str] = ("torch", "ort", "openvino"),
+    batches: Sequence[int] = (1,),
+    threads: Sequence[int | None] = (None,),
+    size: int | None = None,
+    repeats: int = 20,
+    min_seconds: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Benchmark every target x runtime x batch x threads; see the module doc for the columns."""
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise InputError(f"unknown runtime(s) {', '.join(unknown)}: choose from {', '.join(RUNTIMES)}")
+    say = progress or (lambda _m: None)
+    ov_ok, ov_why = openvino_available()
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    if not ov_ok and any(r.startswith("openvino") for r in runtimes):
+        skipped.append(f"openvino rows skipped: {ov_why}")
+        say(skipped[-1])
+    peak_flops = {t: matmul_flops(t) for t in threads}
+    for target in targets:
+        with tempfile.TemporaryDirectory(prefix="litezoo-bench-") as tmp:
+            model, flops = _open_target(target, size, Path(tmp))
+            for runtime in runtimes:
+                if runtime.startswith("openvino") and not ov_ok:
+                    continue
+                if model.file is not None and runtime not in FILE_RUNTIMES:
+                    skipped.append(f"{model.name}: {runtime} needs a run or a model name (an exported file runs "
+                                   f"only on {', '.join(FILE_RUNTIMES)})")  # fmt: skip
+                    continue
+                for t in threads:
+                    for batch in batches:
+                        rows.append(_measure(model, runtime, batch, t, flops, peak_flops[t], repeats, min_seconds))
+                        say(_row_line(rows[-1]))
+    fastest = {}
+    for row in rows:
+        key = f"{row['model']} batch {row['batch']}"
+        if key not in fastest or row["median_ms"] < fastest[key]["median_ms"]:
+            fastest[key] = {"runtime": row["runtime"], "threads": row["threads"], "median_ms": row["median_ms"]}
+    return {"rows": rows, "fastest": fastest, "skipped": skipped,
+            "matmul_gflops": {str(t): round(v / 1e9, 1) for t, v in peak_flops.items()},
+            "versions": _versions()}  # fmt: skip
+
+
+def _open_target(target, size: int | None, workdir: Path) -> tuple[_Model, float | None]:
+    from litezoo.analysis.counting import count_macs
+
+    path = Path(target)
+    if path.suffix in (".onnx", ".xml") and path.exists():
+        from litezoo.runtime import read_metadata
+
+        meta = read_metadata(path) if path.suffix == ".onnx" else None
+        if meta is None:
+            raise InputError(f"{path}: bench an OpenVINO .xml through its run or model name (no metadata reader)")
+        side = int(meta["image_size"])
+        if size is not None and size != side:
+            raise InputError(f"{path} takes {side} px input; --size {size} does not fit it")
+        src = None
+        flops = None
+        with contextlib.suppress(Exception):  # FLOPs from the registry model of the same name, where known
+            from litezoo.registry import create_model
+
+            net = create_model(meta["model_name"], num_classes=len(meta["classes"]))
+            flops = 2.0 * count_macs(net, side)
+        return _Model(src, path, workdir, side), flops
+    src = load_source(target, size=size)
+    side = int(src.meta["image_size"])
+    return _Model(src, None, workdir, side), 2.0 * count_macs(src.model, side)
+
+
+def _measure(model: _Model, runtime: str, batch: int, threads: int | None, flops: float | None,
+             peak: float, repeats: int, min_seconds: float) -> dict[str, Any]:  # fmt: skip
+    reset = _reset_peak_rss()
+    with torch_threads(threads if runtime.startswith("torch") else None):
+        call, info = _runner(model, runtime, batch, threads)
+        times = time_calls(call, repeats=repeats, min_seconds=min_seconds)
+    med = float(np.median(times))
+    bound_ms = 1e3 * flops * batch / peak if flops else None
+    return {
+        "model": model.name, "runtime": runtime, "precision": info["precision"], "batch": batch,
+        "threads": threads or "default", "median_ms": 1e3 * med,
+        "p10_ms": 1e3 * float(np.percentile(times, 10)), "p90_ms": 1e3 * float(np.percentile(times, 90)),
+        "images_per_s": batch / med, "calls": len(times),
+        "peak_rss_mib": _peak_rss_mib() if reset else None,
+        "gflops_per_image": flops / 1e9 if flops else None,
+        "fp32_bound_ms": bound_ms, "bound_fraction": (bound_ms / (1e3 * med)) if bound_ms else None,
+    }  # fmt: skip
+
+
+def _row_line(r: dict[str, Any]) -> str:
+    return (f"{r['model']} {r['runtime']} ({r['precision']}) batch {r['batch']} threads {r['threads']}: "
+            f"{r['median_ms']:.3f} ms [{r['p10_ms']:.3f}-{r['p90_ms']:.3f}]")  # fmt: skip
+
+
+def _versions() -> dict[str, str]:
+    out = {"torch": torch.__version__}
+    for mod in ("onnxruntime", "openvino", "onnx", "nncf"):
+        with contextlib.suppress(ImportError):
+            out[mod] = __import__(mod).__version__
+    return out
+
+
+def format_bench(report: dict[str, Any]) -> str:
+    from litezoo.tables import format_table
+
+    rows = []
+    for r in report["rows"]:
+        rows.append({
+            "model": r["model"], "runtime": r["runtime"], "precision": r["precision"], "batch": r["batch"],
+            "threads": r["threads"], "median ms": f"{r['median_ms']:.3f}",
+            "p10-p90 ms": f"{r['p10_ms']:.3f}-{r['p90_ms']:.3f}", "img/s": f"{r['images_per_s']:.0f}",
+            "peak MiB": "" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}",
+            "fp32 bound ms": "" if r["fp32_bound_ms"] is None else f"{r['fp32_bound_ms']:.3f}",
+            "of bound": "" if r["bound_fraction"] is None else f"{100 * r['bound_fraction']:.0f}%",
+        })  # fmt: skip
+    cols = ["model", "runtime", "precision", "batch", "threads", "median ms", "p10-p90 ms", "img/s", "peak MiB",
+            "fp32 bound ms", "of bound"]  # fmt: skip
+    lines = [format_table(rows, cols, align_right=set(cols[3:]))]
+    gf = ", ".join(f"{v} GFLOP/s at {t} thread(s)" for t, v in report["matmul_gflops"].items())
+    lines.append(f"\nfp32 matmul peak measured in this run: {gf}")
+    for key, f in report["fastest"].items():
+        lines.append(f"fastest for {key}: {f['runtime']} ({f['threads']} threads) {f['median_ms']:.3f} ms")
+    lines += report["skipped"]
+    return "\n".join(lines)
