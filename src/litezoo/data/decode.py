@@ -66,6 +66,9 @@ def load_image(path: str, fit: Fit, max_pixels: int | None) -> Loaded:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; we refuse everything over the limit ourselves
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # "Corrupt EXIF data", "Tag data larger than file", ...: the file decodes or is a BadImage,
+            # either way the user hears about it once, from us (not once per file from each worker)
+            warnings.filterwarnings("ignore", module=r"PIL\.")
             with Image.open(path) as im:
                 w, h = im.size
                 if w < 1 or h < 1:
@@ -92,8 +95,9 @@ def load_image(path: str, fit: Fit, max_pixels: int | None) -> Loaded:
         raise BadImage("truncated image" if "truncated" in text else f"corrupt image ({text})") from None
     except MemoryError:
         raise BadImage("corrupt image (claims more pixels than fit in memory)") from None
-    except Exception as exc:  # noqa: BLE001 - crafted files make Pillow's parsers raise struct.error,
-        # IndexError, TypeError, ... (found by tests/test_fuzz_decode.py): all mean "not a usable image"
+    except Exception as exc:  # noqa: BLE001 - damaged files make Pillow's format plugins raise ValueError and
+        # SyntaxError (seen in tests/test_fuzz_decode.py) and, in some Pillow versions, struct.error, IndexError
+        # or TypeError: in a decoder of untrusted bytes each means "not a usable image", never a crash
         raise BadImage(f"corrupt image ({type(exc).__name__}: {exc})") from None
 
 
