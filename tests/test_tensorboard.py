@@ -71,3 +71,68 @@ def test_missing_tensorboard_is_a_one_line_input_error(tmp_path, monkeypatch):
         tblog.TensorBoardLog(tmp_path / "tb")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "tb").exists()  # nothing written
+
+
+# --- in the trainer: train.tensorboard -------------------------------------------------------------------------
+
+def tiny_image_folder(root):
+    """root/{train,test}/class_<c>/*.png: 4 classes of noisy single-colour 32 px images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 4)):
+        for c, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]):
+            folder = root / split / f"class_{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.clip(rng.normal(colour, 30, (32, 32, 3)), 0, 255).astype(np.uint8)).save(
+                    folder / f"{i}.png")
+    return root
+
+
+def tiny_config(tmp_path, **overrides):
+    from litezoo.config import resolve
+
+    data = tiny_image_folder(tmp_path / "data")
+    return resolve(None, {"model.name": "shufflenet_v2_x0_5_cifar", "data.path": str(data),
+                          "data.cache_dir": str(tmp_path / "cache"), "train.epochs": 2, "data.batch_size": 8,
+                          "data.eval_batch_size": 16, "train.amp": "off", "train.device": "cpu",
+                          "train.threads": 1, **overrides})  # fmt: skip
+
+
+def test_fit_writes_real_event_files_per_step_and_per_epoch(tmp_path):
+    import json
+
+    from litezoo.progress import Progress
+    from litezoo.train import fit
+
+    result = fit(tiny_config(tmp_path, **{"train.tensorboard": True}), tmp_path / "run", progress=Progress(quiet=True))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    acc = read_events(tmp_path / "run" / "tensorboard")
+    # per epoch: every number of every metrics row, at x = epoch
+    for key in ("train_loss", "test_top1", "lr", "images_per_s"):
+        assert scalars(acc, f"epoch/{key}") == [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in rows]
+    # per step: 32 images / batch 8 = 4 steps per epoch, steps 1..8
+    assert [s for s, _ in scalars(acc, "step/loss")] == list(range(1, 9))
+    assert [s for s, _ in scalars(acc, "step/lr")] == list(range(1, 9))
+    assert all(v > 0 for _, v in scalars(acc, "step/loss"))
+    assert result["step"] == 8
+    assert result["curves"] == str(tmp_path / "run" / "curves.png") and (tmp_path / "run" / "curves.png").is_file()
+
+
+def test_tensorboard_off_by_default_and_missing_package_stops_before_work(tmp_path, monkeypatch):
+    from litezoo.progress import Progress
+    from litezoo.train import fit
+
+    fit(tiny_config(tmp_path), tmp_path / "run", progress=Progress(quiet=True))
+    assert not (tmp_path / "run" / "tensorboard").exists()
+    assert (tmp_path / "run" / "curves.png").is_file()  # every finished run leaves its curves
+
+    real = tblog.importlib.util.find_spec
+    monkeypatch.setattr(tblog.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    cfg = tiny_config(tmp_path / "second", **{"train.tensorboard": True})
+    with pytest.raises(InputError, match="needs the tensorboard package"):
+        fit(cfg, tmp_path / "second" / "run", progress=Progress(quiet=True))
+    assert not (tmp_path / "second" / "run").exists()  # stopped before any file was written

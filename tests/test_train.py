@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 
 from litezoo import checkpoint as ck
-from litezoo import metrics as metrics_mod
 from litezoo import run as run_mod
 from litezoo import train as train_mod
 from litezoo.config import resolve, to_dict
@@ -382,30 +381,6 @@ def test_channels_last_rule(monkeypatch):
     for capability, expected in (("AVX512", True), ("AVX2", False), ("DEFAULT", False)):
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
         assert rule("auto", torch.device("cpu")) is expected
-
-
-def test_tensorboard_scalars_when_available(tiny_data, tmp_path, monkeypatch):
-    class Recorder:  # stands in for torch.utils.tensorboard.SummaryWriter (tensorboard is optional)
-        def __init__(self):
-            self.scalars, self.closed = [], False
-
-        def add_scalar(self, tag, value, step):
-            self.scalars.append((tag, value, step))
-
-        def flush(self):
-            pass
-
-        def close(self):
-            self.closed = True
-
-    writers = []
-    monkeypatch.setattr(metrics_mod, "_tensorboard_writer", lambda run_dir: writers.append(Recorder()) or writers[-1])
-    fit(tiny_config(tiny_data, **{"train.epochs": 2}), tmp_path / "run", progress=QUIET)
-    (writer,) = writers
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert ("test_top1", rows[1]["test_top1"], 2) in writer.scalars
-    assert ("train_loss", rows[0]["train_loss"], 1) in writer.scalars
-    assert writer.closed
 
 
 def _as_version_1(ckpt: ck.Checkpoint) -> dict:

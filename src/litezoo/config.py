@@ -131,6 +131,7 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads; None: leave torch's default
     keep_heap: bool = True  # CPU + glibc: keep freed memory for reuse, no page faults per step (litezoo.heap)
     log_every: int = 50  # steps between progress updates
+    tensorboard: bool = False  # also write TensorBoard event files to <run>/tensorboard (litezoo.tblog; optional extra)
     checkpoint_every_minutes: float | None = None  # also save last.pt when this much time passed (None: off)
 
 

@@ -1,4 +1,4 @@
-"""The run's metrics files: one row per epoch in metrics.jsonl and metrics.csv (and TensorBoard when installed).
+"""The run's metrics files: one row per epoch in metrics.jsonl and metrics.csv (and TensorBoard if asked for).
 
 Every number the trainer logs goes through :class:`MetricsLog`, written by the main process only. A row holds
 the columns of :data:`METRIC_COLUMNS` (``None`` where there was no evaluation that epoch).
@@ -7,7 +7,6 @@ the columns of :data:`METRIC_COLUMNS` (``None`` where there was no evaluation th
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from litezoo.fsutil import atomic_write_bytes
+from litezoo.tblog import TensorBoardLog
 
 METRIC_COLUMNS = [
     "epoch", "step", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5",
@@ -24,9 +24,10 @@ METRIC_COLUMNS = [
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per epoch), metrics.csv and TensorBoard events (when installed)."""
+    """metrics.jsonl (one JSON object per epoch), metrics.csv, and with ``tensorboard`` TensorBoard event files
+    in ``run_dir/tensorboard`` (every row's numbers per epoch, the loss and lr per step: litezoo.tblog)."""
 
-    def __init__(self, run_dir: Path, history: list[dict[str, Any]]):
+    def __init__(self, run_dir: Path, history: list[dict[str, Any]], tensorboard: bool = False):
         self.jsonl = run_dir / "metrics.jsonl"
         self.csv = run_dir / "metrics.csv"
         self.rows = list(history)
@@ -34,7 +35,7 @@ class MetricsLog:
         # for epochs that will now be trained again.
         atomic_write_bytes("".join(json.dumps(r) + "\n" for r in self.rows).encode(), self.jsonl)
         self._write_csv()
-        self.tb = _tensorboard_writer(run_dir)
+        self.tb = TensorBoardLog(run_dir / "tensorboard") if tensorboard else None
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -44,10 +45,12 @@ class MetricsLog:
             os.fsync(f.fileno())
         self._write_csv()
         if self.tb is not None:
-            for key in METRIC_COLUMNS[1:]:
-                if isinstance(row.get(key), (int, float)) and not isinstance(row[key], bool):
-                    self.tb.add_scalar(key, row[key], row["epoch"])
-            self.tb.flush()
+            self.tb.log_epoch(row["epoch"], {key: row.get(key) for key in METRIC_COLUMNS[1:]})
+
+    def log_step(self, step: int, loss: float, lr: float) -> None:
+        """One optimizer step's loss and lr (TensorBoard only: metrics.jsonl holds one row per epoch)."""
+        if self.tb is not None:
+            self.tb.log_step(step, {"loss": loss, "lr": lr})
 
     def _write_csv(self) -> None:
         buf = io.StringIO()
@@ -60,10 +63,3 @@ class MetricsLog:
         if self.tb is not None:
             self.tb.close()
 
-
-def _tensorboard_writer(run_dir: Path):
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when it is installed
-
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))

@@ -39,6 +39,7 @@ from litezoo import checkpoint as ckpt_io
 from litezoo import distributed
 from litezoo.config import RunConfig, save_yaml, validate
 from litezoo.device import resolve_device
+from litezoo.distill import distilled_batches
 from litezoo.errors import InputError, WorkError
 from litezoo.evaluate import EvalResult, evaluate
 from litezoo.heap import heap_kept
@@ -46,8 +47,10 @@ from litezoo.interrupt import Interrupted, StopSignals
 from litezoo.metrics import MetricsLog
 from litezoo.progress import EpochCallback, Progress
 from litezoo.registry import model_info
+from litezoo.report.curves import CURVES, save_curves
 from litezoo.run import EpochStats, Run, RunState, build_run
 from litezoo.runlock import RunLock, check_not_locked
+from litezoo.tblog import require_tensorboard
 
 # ---------------------------------------------------------------------------------------------------------------
 # Checks done before any work
@@ -72,7 +75,7 @@ def check_resume_compatible(cfg: RunConfig, ckpt: ckpt_io.Checkpoint, path: Path
 
 # What litezoo itself writes into a run folder: a folder holding anything else is not a run.
 RUN_FOLDER_NAMES = {"config.yaml", "metrics.jsonl", "metrics.csv", ckpt_io.CHECKPOINT_DIR, ckpt_io.SAFETENSORS,
-                    "tensorboard", ".litezoo.lock"}  # fmt: skip
+                    "tensorboard", CURVES, ".litezoo.lock"}  # fmt: skip
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -98,9 +101,11 @@ def check_before_work(
     model_info(cfg.model.name)  # unknown model -> InputError with the close names
     if cfg.model.init_from is not None and not Path(cfg.model.init_from).is_file():
         raise InputError(f"model.init_from: {cfg.model.init_from} does not exist")
+    if cfg.train.tensorboard:
+        require_tensorboard()  # an optional extra: say so now, not after the data is decoded
     if not resume:
+        check_not_locked(run_dir)  # first: a live run's folder is "in use", whatever it holds
         check_run_folder(run_dir)
-        check_not_locked(run_dir)
         return None, None
     ckpt_path, _ = ckpt_io.resolve_resume_path(run_dir if resume is True else resume)
     check_not_locked(run_dir)
@@ -262,7 +267,8 @@ def train_one_epoch(
 
 
 class RunFolder:
-    """The files of a run folder: config.yaml, metrics (litezoo.metrics), checkpoints/ and model.safetensors.
+    """The files of a run folder: config.yaml, metrics (litezoo.metrics), checkpoints/, model.safetensors and
+    curves.png (litezoo.report.curves).
 
     Only the main process writes; :meth:`save` is collective (every process contributes its RNG state).
     """
@@ -273,6 +279,7 @@ class RunFolder:
         self.last = self.ckpt_dir / ckpt_io.LAST
         self.best = self.ckpt_dir / ckpt_io.BEST
         self.weights = run_dir / ckpt_io.SAFETENSORS
+        self.curves = run_dir / CURVES
         self.is_main = run.dist.is_main
         self.metrics: MetricsLog | None = None
         if self.is_main:
@@ -280,7 +287,7 @@ class RunFolder:
             ckpt_io.remove_stale_temp_files(self.ckpt_dir)
             ckpt_io.remove_stale_temp_files(run_dir)
             save_yaml(run.cfg, run_dir / "config.yaml")
-            self.metrics = MetricsLog(run_dir, state.history)
+            self.metrics = MetricsLog(run_dir, state.history, tensorboard=run.cfg.train.tensorboard)
 
     def save(self, run: Run, state: RunState, *paths: Path) -> None:
         ckpt = run.checkpoint(state)  # collective
@@ -295,8 +302,12 @@ class RunFolder:
             ckpt_io.prune_epoch_checkpoints(self.run_dir, run.cfg.checkpoint.keep)
             self.metrics.append(row)
 
+    def log_step(self, step: int, loss: float, lr: float) -> None:
+        if self.is_main:
+            self.metrics.log_step(step, loss, lr)
+
     def export(self, run: Run, state: RunState) -> None:
-        """model.safetensors: the weights that were evaluated, with what is needed to use them."""
+        """model.safetensors: the weights that were evaluated, with what is needed to use them; curves.png."""
         if self.is_main:
             last_row = state.history[-1] if state.history else {}
             ckpt_io.export_safetensors(
@@ -304,6 +315,7 @@ class RunFolder:
                 {**run.meta.to_dict(), "epoch": state.epoch, "test_top1": last_row.get("test_top1"),
                  "ema": run.eval_model is not run.model},
             )  # fmt: skip
+            save_curves(self.run_dir, self.curves)
 
     def close(self) -> None:
         if self.metrics is not None:
@@ -412,6 +424,7 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
         now = time.perf_counter()
         state.time_s = now - clock["run_start"]
         progress.step(info.images, info.loss, info.lr)
+        folder.log_step(info.step, info.loss, info.lr)
         if info.batch_index == steps_per_epoch:
             return  # the end of the epoch writes its own checkpoint (and handles a stop request)
         signum, time_due = stop.signum, every_s is not None and now - clock["saved"] >= every_s
@@ -434,6 +447,8 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
         progress.start_epoch(epoch + 1, epochs, steps_per_epoch, state.batch_index, cfg.train.log_every)
         side = run.sides[epoch]
         batches = run.train_loader if side == run.meta.image_size else resized_batches(run.train_loader, side)
+        if run.teacher is not None:  # targets mixed with the teacher's probabilities for the same augmented view
+            batches = distilled_batches(batches, run.teacher, cfg.train.distill_alpha)
         try:
             state.step, stats = train_one_epoch(
                 run.train_model, batches, run.optimizer, run.scheduler, run.criterion, step=state.step,
@@ -486,7 +501,7 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
     final.update(
         best_top1=state.best_top1, best_epoch=state.best_epoch, stopped_early=stopped_early and state.epoch < epochs,
         run_dir=str(folder.run_dir), checkpoint=str(folder.last), weights=str(folder.weights),
-        steps_this_run=state.step - first_step,
+        curves=str(folder.curves), steps_this_run=state.step - first_step,
     )  # fmt: skip
     return final
 

@@ -111,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
         best = result.get("best_top1")
         best = "n/a" if best is None else f"{best:.2f}% (epoch {result['best_epoch']})"
         done = "nothing left to train" if result["steps_this_run"] == 0 else "done"
-        emit(args, result, human=f"{done}: best test top-1 {best}; run folder {run_dir}")
+        emit(args, result, human=f"{done}: best test top-1 {best}; run folder {run_dir}; curves {result['curves']}")
     return 0
