@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from test_train import make_image_folder, tiny_config
 
 import litezoo
-from litezoo.checkpoint import export_safetensors
+from litezoo.checkpoint import export_safetensors, load_weights
 from litezoo.distill import Teacher, distilled_batches, soft_targets
 from litezoo.errors import InputError
+from litezoo.progress import Progress
+from litezoo.train import fit
 
 CPU = torch.device("cpu")
 
@@ -96,3 +101,64 @@ def test_teacher_from_run_checks_the_task(tmp_path):
             Teacher.from_run(path, CPU, **{**task, key: value})
     with pytest.raises(InputError, match="does not exist"):
         Teacher.from_run(tmp_path / "nope", CPU, **task)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In the trainer: train.distill_from and amp=auto (litezoo.autotune) end to end, on a tiny image folder
+
+
+class Notes(Progress):
+    def __init__(self):
+        super().__init__(quiet=True)
+        self.lines = []
+
+    def note(self, text):
+        self.lines.append(text)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    data = make_image_folder(tmp_path_factory.mktemp("distill") / "data")
+    run = data.parent / "teacher"
+    fit(tiny_config(data, **{"train.epochs": 1}), run, progress=Progress(quiet=True))
+    return data, run
+
+
+def student(data, run_dir, progress=None, **over):
+    cfg = tiny_config(data, **{"train.epochs": 1, "model.name": "mobilenet_v1_x0_25_cifar", **over})
+    fit(cfg, run_dir, progress=progress or Progress(quiet=True))
+    state, _ = load_weights(run_dir, "raw")
+    return state
+
+
+def test_distillation_changes_only_the_targets(teacher_run, tmp_path):
+    data, teacher = teacher_run
+    plain = student(data, tmp_path / "plain")
+    notes = Notes()
+    zero = student(data, tmp_path / "zero", notes, **{"train.distill_from": str(teacher), "train.distill_alpha": 0.0})
+    full = student(data, tmp_path / "full", **{"train.distill_from": str(teacher), "train.distill_alpha": 1.0})
+    assert any(line.startswith("distilling from shufflenet_v2_x0_5_cifar") for line in notes.lines)
+    # alpha 0: the one-hot target, the same initial weights and batches: the plain run's weights (to rounding);
+    # the teacher's load and forward drew no random numbers
+    assert all(torch.allclose(plain[k].float(), zero[k].float(), atol=1e-5) for k in plain)
+    # alpha 1: the teacher's probabilities alone, another result
+    assert not all(torch.allclose(plain[k].float(), full[k].float(), atol=1e-5) for k in plain)
+
+
+def test_distillation_from_a_missing_run_is_an_input_error(teacher_run, tmp_path):
+    data, _ = teacher_run
+    with pytest.raises(InputError, match="distill_from"):
+        student(data, tmp_path / "s", **{"train.distill_from": str(tmp_path / "nope")})
+
+
+def test_amp_auto_measures_in_the_trainer_and_caches_beside_the_data(teacher_run, tmp_path):
+    data, _ = teacher_run
+    notes = Notes()
+    student(data, tmp_path / "auto", notes, **{"train.amp": "auto"})
+    line = next(line for line in notes.lines if "params" in line)
+    assert "amp auto: measured (batch 8)" in line
+    cache = json.loads((data.parent / "cache" / "autotune.json").read_text())
+    assert any(e["fields"]["model"] == "mobilenet_v1_x0_25_cifar" for e in cache["entries"].values())
+    notes2 = Notes()
+    student(data, tmp_path / "auto2", notes2, **{"train.amp": "auto"})
+    assert "amp auto: cached in" in next(line for line in notes2.lines if "params" in line)

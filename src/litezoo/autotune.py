@@ -263,7 +263,8 @@ def choose_for_run(cfg: Any, model: nn.Module, device: torch.device, batch_shape
 
     ``train.amp: auto`` measures (:func:`measure_precision`) — both memory formats when ``train.channels_last`` is
     ``auto``, else only the one it fixes; an explicit amp (bf16, fp16, off) is honoured without measuring, with
-    ``static_channels_last`` (the trainer's rule for ``channels_last: auto``). Under torchrun the main process
+    ``static_channels_last`` (the trainer's rule for ``channels_last: auto``). The decision is cached in
+    ``data.cache_dir`` (default: the litezoo cache folder). Under torchrun the main process
     measures alone (the others wait: their steps would share its cores) and every process takes its decision.
     """
     from litezoo import distributed
@@ -274,7 +275,11 @@ def choose_for_run(cfg: Any, model: nn.Module, device: torch.device, batch_shape
     layouts = (False, True) if not isinstance(fixed, bool) else (fixed,)
     decision = None
     if dist_info is None or dist_info.is_main:
-        decision = measure_precision(model, device, batch_shape, model_name=cfg.model.name, layouts=layouts)
+        from litezoo.data.cache import resolve_cache_dir
+
+        cache = resolve_cache_dir(cfg.data.cache_dir) / CACHE_FILE  # beside the decoded images
+        decision = measure_precision(model, device, batch_shape, model_name=cfg.model.name, layouts=layouts,
+                                     cache_path=cache)  # fmt: skip
     decision = distributed.broadcast_object(decision)
     return decision.precision, decision.channels_last, decision
 

@@ -27,11 +27,14 @@ import torch.nn as nn
 
 from litezoo import checkpoint as ckpt_io
 from litezoo import distributed
+from litezoo.autotune import choose_for_run
 from litezoo.config import RunConfig, to_dict
 from litezoo.data import BatchLoader, ImageDataset, open_dataset
+from litezoo.distill import Teacher
+from litezoo.distill import describe as describe_distillation
 from litezoo.ema import Lookahead, ModelEma
 from litezoo.errors import InputError, WorkError
-from litezoo.precision import Precision, autocast, choose_precision, make_scaler
+from litezoo.precision import Precision, autocast, make_scaler
 from litezoo.registry import create_model, model_info
 from litezoo.schedules import build_optimizer, build_scheduler
 
@@ -197,6 +200,8 @@ def check_data_classes(train: ImageDataset, test: ImageDataset, cfg: RunConfig,
     if list(test.classes) != list(train.classes):
         raise InputError(f"train and test splits of {where} have different classes: {train.classes} vs {test.classes}")
     n = len(train.classes)
+    if n < 2:
+        raise InputError(f"the training split of {where} has one class ({train.classes[0]}): a classifier needs two or more")
     if resume_from is not None and n != resume_from.meta.num_classes:
         raise InputError(
             f"cannot resume: the checkpoint's model has {resume_from.meta.num_classes} classes but the data at "
@@ -233,6 +238,7 @@ class Run:
     scaler: torch.amp.GradScaler | None  # fp16 only
     criterion: nn.Module
     sides: list[int]  # training image side per epoch (progressive resizing; else all image_size)
+    teacher: Teacher | None = None  # train.distill_from: the trained model whose probabilities are distilled
 
     @property
     def eval_model(self) -> nn.Module:
@@ -354,8 +360,11 @@ def build_run(
     # --- model, precision, EMA -----------------------------------------------------------------------------------
     seed_everything(cfg.train.seed)  # same initial weights on every process
     model = model_for_training(cfg, num_classes, note)
-    precision = choose_precision(cfg.train.amp, device)
-    channels_last = use_channels_last(cfg.train.channels_last, device)
+    # amp=auto: timed training steps of a copy of the model, per precision and memory format (litezoo.autotune)
+    precision, channels_last, _ = choose_for_run(
+        cfg, model, device, (cfg.data.batch_size // world, cfg.model.in_chans, image_size, image_size),
+        static_channels_last=use_channels_last(cfg.train.channels_last, device), dist_info=dist_info,
+    )  # fmt: skip
     model.to(device=device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay else None
     note(
@@ -363,6 +372,11 @@ def build_run(
         f"{image_size}px | device {device}" + (f" x{world} ({dist_info.backend})" if world > 1 else "")
         + f" | channels_last {'on' if channels_last else 'off'} | {precision.reason}"
     )
+    teacher = None
+    if cfg.train.distill_from:  # knowledge distillation: the teacher's probabilities join the targets
+        teacher = Teacher.from_run(cfg.train.distill_from, device, classes=classes, image_size=image_size, mean=mean,
+                                   std=std, temperature=cfg.train.distill_temperature, channels_last=channels_last)  # fmt: skip
+        note(describe_distillation(teacher, cfg.train.distill_alpha))
     sides = [progressive_size(e, cfg.train.epochs, image_size, cfg.data.progressive_start_size,
                               cfg.data.progressive_epochs) for e in range(cfg.train.epochs)]  # fmt: skip
     if sides[0] != image_size:
@@ -406,7 +420,7 @@ def build_run(
     return Run(cfg=cfg, meta=meta, device=device, dist=dist_info, model=model, train_model=train_model, ema=ema,
                lookahead=lookahead, precision=precision, channels_last=channels_last, train_loader=train_loader,
                test_loader=test_loader, optimizer=optimizer, scheduler=scheduler, scaler=scaler, criterion=criterion,
-               sides=sides)  # fmt: skip
+               sides=sides, teacher=teacher)  # fmt: skip
 
 
 __all__ = ["EpochStats", "Run", "RunState", "build_run", "model_for_training", "seed_everything"]
