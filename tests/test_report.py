@@ -139,6 +139,13 @@ def test_leaderboard_figures_and_their_sources(tmp_path):
     assert (eb.best_top1, eb.best_source) == (52.25, "cifar10 test split, flip TTA (tta/eval_test.json)")
     assert ea.latency_ms == 1.75 and ea.latency_source == "profile.json: median of 30, batch 1, cpu, 2 threads"
     assert eb.latency_ms is None
+    (b / "bench.json").write_text(json.dumps({"rows": [  # litezoo bench --json: the fastest batch-1 row counts
+        {"runtime": "torch", "precision": "fp32", "batch": 1, "threads": 2, "median_ms": 2.5, "calls": 40},
+        {"runtime": "ort", "precision": "fp32", "batch": 1, "threads": 2, "median_ms": 1.25, "calls": 80},
+        {"runtime": "ort", "precision": "fp32", "batch": 32, "threads": 2, "median_ms": 0.5, "calls": 10}]}))
+    (eb,) = build_entries([load_run(b)])
+    assert (eb.latency_ms, eb.latency_source) == (1.25, "bench.json: fastest batch-1 row, ort, fp32, 2 threads, "
+                                                        "median of 80 calls")
     assert (ea.time_s, ea.train_time_s, ea.precision) == (90.0, 72.0, "amp bf16")
     assert (ea.cpu, eb.cpu) == ("", "Some CPU, 8 CPUs")
     # params and MACs of the rebuilt models at 32 px, 10 classes: the figures `litezoo models` prints

@@ -46,16 +46,28 @@ def evaluated_on(record: RunRecord) -> str:
 
 
 def _latency(record: RunRecord) -> tuple[float | None, str]:
-    """Batch-1 latency from a saved profile/bench/compare JSON in the run folder: (ms, where it comes from)."""
+    """Batch-1 latency from a saved result in the run folder: (ms, where it comes from and how it was measured).
+
+    ``litezoo profile --json`` holds one ``latency`` block; ``litezoo bench --json`` one row per runtime, batch and
+    thread count, of which the fastest batch-1 row is taken (the runtime named in the source).
+    """
     for found in record.timings:
         file = found["file"]
-        latency = found.get("latency") if isinstance(found.get("latency"), dict) else found
-        ms = number(latency.get("median_ms", latency.get("latency_ms")))
+        if isinstance(found.get("rows"), list):  # bench
+            rows = [r for r in found["rows"] if isinstance(r, dict) and r.get("batch") == 1
+                    and number(r.get("median_ms")) is not None]  # fmt: skip
+            if not rows:
+                continue
+            r = min(rows, key=lambda r: r["median_ms"])
+            how = ", ".join(str(x) for x in (r.get("runtime"), r.get("precision")) if x)
+            return r["median_ms"], f"{file}: fastest batch-1 row, {how}, {r.get('threads')} threads, " \
+                f"median of {r.get('calls', '?')} calls"  # fmt: skip
+        latency = found.get("latency") if isinstance(found.get("latency"), dict) else found  # profile
+        ms = number(latency.get("median_ms"))
         if ms is None:
             continue
-        conditions = [f"batch {latency['batch']}" if "batch" in latency else "",
-                      str(latency.get("device") or found.get("device") or ""),
-                      str(latency.get("dtype") or found.get("dtype") or ""),
+        conditions = [f"batch {latency['batch']}" if "batch" in latency else "", str(latency.get("device") or ""),
+                      str(latency.get("dtype") or ""),
                       f"{latency['threads']} threads" if "threads" in latency else ""]  # fmt: skip
         runs = f"median of {latency['runs']}" if "runs" in latency else "median"
         return ms, f"{file}: {runs}, " + ", ".join(c for c in conditions if c)
