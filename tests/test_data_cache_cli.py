@@ -70,6 +70,15 @@ def test_clear_by_dataset_path_keeps_the_others(two_datasets, capsys):
     assert left == {str(b.resolve())}
     assert open_dataset(a, cache_dir=cache).decoded  # cleared: rebuilt from the images when next needed
     assert not open_dataset(b, cache_dir=cache).decoded
+    # a folder holding datasets (e.g. the parent of cifar-10-batches-py) selects the caches of all inside it
+    assert cli_main(["cache", "clear", str(a.parent), "--cache-dir", str(cache), "--json"]) == 0
+    removed = json.loads(capsys.readouterr().out)["removed"]
+    assert {r["dataset"] for r in removed} == {str(a.resolve()), str(b.resolve())}
+    assert listing(capsys, cache)["caches"] == []
+    # but not a folder inside a dataset
+    open_dataset(a, cache_dir=cache)
+    assert cli_main(["cache", "clear", str(a / "train"), "--cache-dir", str(cache)]) == 2
+    assert "no cache of" in capsys.readouterr().err
 
 
 def test_clear_older_than_uses_last_use(two_datasets, capsys):

@@ -46,7 +46,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cache_dir_arg(clear)
-    clear.add_argument("paths", nargs="*", metavar="PATH", help="dataset folders/archives, or cache files")
+    clear.add_argument("paths", nargs="*", metavar="PATH",
+                       help="dataset folders/archives (or folders holding them), or cache files")
     clear.add_argument("--all", action="store_true", help="every cache (and unfinished build) in the cache folder")
     clear.add_argument("--older-than", type=float, default=None, metavar="DAYS",
                        help="caches not used for more than DAYS days")
@@ -93,6 +94,10 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def run_clear(args: argparse.Namespace) -> int:
     from litezoo.data.cache import list_caches, remove_cache_entry, resolve_cache_dir
 
@@ -112,7 +117,10 @@ def run_clear(args: argparse.Namespace) -> int:
         selected = []
         for text in args.paths:
             target = os.path.realpath(Path(text).expanduser())
-            match = [e for e in entries if e.dataset == target or os.path.realpath(e.path) == target]
+            # the dataset itself, a folder holding it (a CIFAR cache records its cifar-10-batches-* folder),
+            # or a cache file named directly
+            match = [e for e in entries if (e.dataset is not None and _within(e.dataset, target))
+                     or os.path.realpath(e.path) == target]
             if not match:
                 raise CliUsageError(f"no cache of {text} in {folder} (see `litezoo cache list`)")
             selected += [e for e in match if e not in selected]
