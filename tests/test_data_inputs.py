@@ -140,3 +140,12 @@ def test_cifar_folder_with_a_missing_batch_names_it(tmp_path, capsys, missing):
     assert cli_main(["data", "info", str(tmp_path), "--cache-dir", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert missing in err and "Errno" not in err and err.count("\n") == 1
+
+
+def test_config_field_data_class_names(tmp_path):
+    """`data.class_names` is a run-config key (the trainer passes it to open_dataset as class_names=)."""
+    from litezoo.config import RunConfig, apply_overrides
+
+    assert RunConfig().data.class_names is None
+    cfg = apply_overrides(RunConfig(), {"data.class_names": str(tmp_path / "names.txt")})
+    assert cfg.data.class_names == str(tmp_path / "names.txt")
