@@ -47,30 +47,56 @@ from litezoo.errors import InputError
 # Optimizer
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    no_decay_bn_bias: bool,
+    *,
+    head: set[str] | None = None,
+    backbone_lr: float | None = None,
+) -> list[dict[str, Any]]:
     """Trainable parameters split into a weight-decayed group and (optionally) a group without decay.
 
     Tensors with ndim <= 1 are BN/LayerNorm scales and shifts and biases: decaying them only pulls the
     normalisation toward zero without regularising anything, so ``no_decay_bn_bias`` exempts them.
     Frozen parameters (``requires_grad=False``) are left out.
+
+    Discriminative learning rates (fine-tuning): with ``backbone_lr`` given, the parameters not named in
+    ``head`` form their own groups at that lr; the classifier's groups come first (the lr the logs show).
     """
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
+    split = backbone_lr is not None
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if no_decay_bn_bias and p.ndim <= 1 else decay).append(p)
-    if not decay and not no_decay:
+        in_head = not split or name in (head or set())
+        buckets.setdefault((in_head, no_decay_bn_bias and p.ndim <= 1), []).append(p)
+    if not buckets:
         raise InputError("the model has no trainable parameters (all have requires_grad=False)")
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay_bn_bias:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return [g for g in groups if g["params"]]
+    groups = []
+    for in_head in (True, False):
+        for no_decay in (False, True):
+            params = buckets.get((in_head, no_decay))
+            if params:
+                group: dict[str, Any] = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+                if not in_head:
+                    group["lr"] = backbone_lr
+                groups.append(group)
+    return groups
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, nesterov) or AdamW over the model's trainable parameters, at ``cfg.lr``."""
-    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias)
+    """SGD (momentum, nesterov) or AdamW over the model's trainable parameters, at ``cfg.lr``.
+
+    ``cfg.backbone_lr_scale`` != 1: everything but the classifier (``litezoo.weights.classifier_keys``) trains
+    at ``lr * backbone_lr_scale`` -- e.g. 0.1 to move pretrained features gently while a fresh head learns.
+    """
+    head, backbone_lr = None, None
+    if cfg.backbone_lr_scale != 1.0:
+        from litezoo.weights import classifier_keys
+
+        head, backbone_lr = classifier_keys(model), cfg.lr * cfg.backbone_lr_scale
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias, head=head, backbone_lr=backbone_lr)
     if cfg.name == "sgd":
         return torch.optim.SGD(
             groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
