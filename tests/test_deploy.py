@@ -1,0 +1,329 @@
+"""Deployment: export self-check, metadata, int8 quantisation, bench rows, predict, bad input (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+
+from litezoo import create_model
+from litezoo.checkpoint import export_safetensors
+from litezoo.cli.main import main
+from litezoo.deploy.export import LOGIT_TOLERANCE, compare_logits, export_onnx
+from litezoo.errors import InputError
+from litezoo.runtime import METADATA_KEY, OnnxClassifier, Preprocess, predict_files, read_metadata
+
+CLASSES = ["cat", "dog", "ship"]  # a colour each: red, green, blue
+
+
+def make_folder(root: Path, per_class: dict[str, int], size: int = 32, seed: int = 0) -> Path:
+    """An image folder whose class is the dominant colour channel (learnable in a few steps)."""
+    rng = np.random.default_rng(seed)
+    for split, n in per_class.items():
+        for ci, cls in enumerate(CLASSES):
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                base = np.full((size, size, 3), 40.0)
+                base[..., ci] = 200
+                img = np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i}.png")
+    return root
+
+
+def make_run(data: Path, run_dir: Path, cache: Path, steps: int = 12) -> Path:
+    """A run folder as the trainer leaves it (model.safetensors + config.yaml), trained a few SGD steps."""
+    from litezoo.data import BatchLoader, open_dataset
+
+    ds = open_dataset(data, "train", cache_dir=cache)
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v1_x0_25_cifar", num_classes=ds.num_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loader = BatchLoader(ds, 24, train=True, seed=0, device="cpu", rank=0, world_size=1, mean=ds.mean, std=ds.std)
+    model.train()
+    done = 0
+    while done < steps:
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            done += 1
+            if done >= steps:
+                break
+    run_dir.mkdir(parents=True)
+    meta = {"model_name": "mobilenet_v1_x0_25_cifar", "num_classes": ds.num_classes, "in_chans": 3,
+            "image_size": ds.image_size, "classes": list(ds.classes), "mean": list(ds.mean), "std": list(ds.std),
+            "epoch": 1}  # fmt: skip
+    export_safetensors(model.state_dict(), run_dir / "model.safetensors", meta)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"data": {"path": str(data), "cache_dir": str(cache)}}))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deploy")
+    data = make_folder(root / "data", {"train": 24, "test": 8})
+    run = make_run(data, root / "run", root / "cache")
+    return root, data, run
+
+
+@pytest.fixture(scope="module")
+def exported(tiny):
+    root, data, run = tiny
+    report = export_onnx(run, root / "tiny.onnx", dynamic_batch=True)
+    return Path(report["path"]), report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+
+
+def test_export_self_check_and_metadata(tiny, exported):
+    _, data, run = tiny
+    path, report = exported
+    check = report["check"]
+    assert check["passed"] and check["max_abs_logit_diff"] <= LOGIT_TOLERANCE
+    assert check["top1_agreement"] == 100.0 and check["decisive_inputs"] > 0
+    assert "test images" in check["inputs"]  # real inputs of the run's data, not random ones
+    meta = read_metadata(path)
+    train_meta = json.loads(json.loads(json.dumps(_safetensors_meta(run / "model.safetensors"))))
+    for key in ("image_size", "classes", "mean", "std", "model_name"):
+        assert meta[key] == train_meta[key], key
+    assert meta["resize"] == 32 and meta["precision"] == "fp32" and meta["litezoo_version"]
+    # an independent check: ONNX Runtime and the PyTorch model on one hand-made input
+    from litezoo.evaluate import load_trained_model
+
+    model, _ = load_trained_model(run)
+    x = np.random.default_rng(1).standard_normal((3, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(OnnxClassifier(path).logits(x), ref, atol=LOGIT_TOLERANCE)
+
+
+def _safetensors_meta(path: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()["litezoo"]
+
+
+def test_export_fixed_batch_runs_any_count(tiny, tmp_path):
+    _, _, run = tiny
+    report = export_onnx(run, tmp_path / "b1.onnx", dynamic_batch=False, check_images=8)
+    clf = OnnxClassifier(report["path"])
+    assert clf.fixed_batch == 1
+    x = np.random.default_rng(2).standard_normal((5, 3, 32, 32), dtype=np.float32)
+    assert clf.logits(x).shape == (5, 3)
+
+
+def test_export_openvino_matches_torch(tiny, tmp_path):
+    pytest.importorskip("openvino")
+    from litezoo.deploy.export import export_openvino
+
+    _, _, run = tiny
+    report = export_openvino(run, tmp_path / "ir" / "tiny.xml", check_images=8)
+    assert report["check"]["passed"] and Path(report["bin"]).is_file()
+    assert not list((tmp_path / "ir").glob(".ov-*"))  # no temp folder left behind
+
+
+# a table of (reference, candidate) -> (max diff, agreement): ties within the tolerance are not counted
+@pytest.mark.parametrize(
+    "ref, cand, diff, agree",
+    [
+        ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]], 0.0, 100.0),
+        ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [2.0, 1.0]], 2.0, 50.0),
+        ([[1e-6, 0.0]], [[0.0, 1e-6]], 1e-6, None),  # an untrained net's near-equal logits: a tie
+    ],
+)
+def test_compare_logits_table(ref, cand, diff, agree):
+    got = compare_logits(np.array(ref, np.float32), np.array(cand, np.float32))
+    assert got["max_abs_logit_diff"] == pytest.approx(diff, rel=1e-6)
+    assert got["top1_agreement"] == agree
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The torch-free preprocessing is the training eval transform
+
+
+def test_runtime_preprocess_matches_training_decode(tmp_path):
+    from litezoo.data.decode import Fit, load_image
+
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 256, (300, 420, 3), dtype=np.uint8))
+    img.save(tmp_path / "photo.jpg", quality=90)
+    img.save(tmp_path / "photo.png")
+    pre = Preprocess(256, 224, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    for name in ("photo.jpg", "photo.png"):
+        ours = pre.load(tmp_path / name)
+        theirs = load_image(str(tmp_path / name), Fit(256, 224), None).pixels
+        np.testing.assert_array_equal(ours, theirs)
+    # normalisation against the hand-written formula
+    px = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    want = ((px / 255.0 - np.array([0.5, 0.4, 0.3])) / np.array([0.2, 0.25, 0.3])).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(pre.normalise(px), want, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# int8
+
+
+@pytest.mark.parametrize("method", ["ort-qdq", "ort-qop"])
+def test_quantize_ort_keeps_accuracy_and_records_fp32_layers(tiny, tmp_path, method):
+    from litezoo.deploy.quantize import quantize_run
+
+    _, _, run = tiny
+    r = quantize_run(run, tmp_path / "q.onnx", calib=24, method=method, exclude=["depthwise"])
+    assert abs(r["top1_change"]) <= 10.0  # 24 test images: one flip is 4.2 pt
+    assert r["agreement_with_fp32"] >= 90.0
+    assert len(r["excluded"]) == 13  # MobileNet V1 has 13 depthwise convs
+    meta = read_metadata(r["path"])
+    assert meta["precision"] == "int8" and meta["quantization"]["fp32_layers"] == r["excluded"]
+    ops = {n.op_type for n in onnx.load(r["path"]).graph.node}
+    assert ("QuantizeLinear" in ops) if method == "ort-qdq" else ("QLinearConv" in ops)
+
+
+def test_quantize_sensitivity_keeps_the_worst(tiny, tmp_path):
+    from litezoo.deploy.quantize import quantize_run
+
+    _, _, run = tiny
+    r = quantize_run(run, tmp_path / "k.onnx", calib=16, keep_fp32=2, rank_images=24)
+    assert len(r["ranking"]) == r["quantizable_layers"] == 28
+    costs = [(row["top1_flip_pct"], row["logit_mse"]) for row in r["ranking"]]
+    assert costs == sorted(costs, reverse=True)  # worst first
+    assert r["kept_fp32"] == [row["name"] for row in r["ranking"][:2]]
+    # the kept layers really are float: their weights are plain float initializers, not dequantised int8
+    graph = onnx.load(r["path"]).graph
+    floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    kept_nodes = [n for n in graph.node if n.name in r["kept_fp32"]]
+    assert len(kept_nodes) == 2 and all(n.input[1] in floats for n in kept_nodes)
+    others = [n for n in graph.node if n.op_type == "Conv" and n.name not in r["kept_fp32"]]
+    assert others and all(n.input[1] not in floats for n in others)
+
+
+def test_quantize_bad_exclude_is_input_error(tiny, tmp_path):
+    from litezoo.deploy.quantize import quantize_run
+
+    _, _, run = tiny
+    with pytest.raises(InputError, match="matches no quantisable layer"):
+        quantize_run(run, tmp_path / "x.onnx", calib=8, exclude=["/no/such/*"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# predict
+
+
+def test_predict_folder_accuracy_grid_and_skips(tiny, exported, tmp_path, capsys):
+    root, data, _ = tiny
+    path, _ = exported
+    folder = tmp_path / "photos"
+    for cls in CLASSES:
+        (folder / cls).mkdir(parents=True)
+        for f in sorted((data / "test" / cls).glob("*.png"))[:4]:
+            (folder / cls / f.name).write_bytes(f.read_bytes())
+    (folder / "cat" / "broken.jpg").write_bytes(b"not an image")
+    res = predict_files(OnnxClassifier(path, threads=1), [folder], topk=2, keep_images=True)
+    assert len(res.predictions) == 12 and list(res.skipped) == [str(folder / "cat" / "broken.jpg")]
+    manual = 100.0 * np.mean([p.top[0][0] == Path(p.path).parent.name for p in res.predictions])
+    assert res.accuracy == pytest.approx(manual)
+    assert all(abs(sum(v for _, v in p.top) - 1.0) < 1.0 for p in res.predictions)
+    code = main(["predict", str(path), str(folder), "--grid", str(tmp_path / "grid.png"), "--threads", "1", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["accuracy"] == pytest.approx(manual) and out["runtime"]["threads"] == 1
+    grid = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB")).astype(int)
+    blue = ((grid[..., 2] > 150) & (grid[..., 0] < 100) & (grid[..., 1] < 120)).sum()
+    red = ((grid[..., 0] > 150) & (grid[..., 1] < 100) & (grid[..., 2] < 100)).sum()
+    # the images themselves are red/green/blue, so look only at the title strips (first 30 rows of each cell)
+    titles = np.concatenate([grid[r : r + 30] for r in range(0, grid.shape[0], 128 + 30)])
+    t_blue = ((titles[..., 2] > 150) & (titles[..., 0] < 100) & (titles[..., 1] < 120)).sum()
+    t_red = ((titles[..., 0] > 150) & (titles[..., 1] < 100) & (titles[..., 2] < 100)).sum()
+    wrong = sum(not p.correct for p in res.predictions)
+    assert (t_red > 0) == (wrong > 0) and (t_blue > 0) == (wrong < 12)
+    assert blue > 0 and red >= 0
+
+
+def test_runtime_choice_is_cached(exported, tmp_path, monkeypatch):
+    from litezoo.runtime import choose_threads
+
+    monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+    path, _ = exported
+    first = choose_threads(path, 4, seconds=0.05)
+    second = choose_threads(path, 4, seconds=0.05)
+    assert not first["cached"] and second["cached"] and second["threads"] == first["threads"]
+    assert len(list((tmp_path / "cache" / "deploy").glob("runtime-choice-*.json"))) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input: one line, exit 2
+
+
+def test_bad_inputs_exit_2(tiny, exported, tmp_path, capsys):
+    root, data, _ = tiny
+    path, _ = exported
+    (tmp_path / "empty").mkdir()
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(path.read_bytes()[:200])
+    foreign = tmp_path / "foreign.onnx"
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    foreign.write_bytes(proto.SerializeToString())
+    big = export_onnx("mobilenet_v1_x0_25", tmp_path / "big.onnx", check_images=2)["path"]  # 224 px input
+    cases = [
+        (["predict", str(corrupt), str(data / "test")], "not a readable ONNX model"),
+        (["predict", str(tmp_path / "README.txt"), str(data / "test")], "does not exist"),
+        (["predict", str(foreign), str(data / "test")], "no litezoo metadata"),
+        (["predict", str(path), str(tmp_path / "empty")], "holds no image files"),
+        (["predict", big, str(data / "test" / "cat" / "0.png")], "the images do not fit this model"),
+        (["export", "no_such_model_x"], "unknown model"),
+        (["quantize", "mobilenet_v1_x0_25", "--calib", "4"], "needs a trained run"),
+        (["bench", str(path), "--runtime", "ort", "--size", "64"], "does not fit"),
+    ]
+    for argv, needle in cases:
+        code = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, argv
+        assert len(err) == 1 and needle in err[0], (argv, err)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bench and eval of an exported file
+
+
+def test_bench_rows_bound_and_threads_restored(tiny, exported):
+    from litezoo.deploy.bench import bench
+
+    _, _, run = tiny
+    before = torch.get_num_threads()
+    r = bench([run], runtimes=["torch", "ort"], batches=[1, 4], threads=[1], repeats=3, min_seconds=0.01)
+    assert torch.get_num_threads() == before
+    assert len(r["rows"]) == 4
+    for row in r["rows"]:
+        assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
+        assert row["images_per_s"] == pytest.approx(1e3 * row["batch"] / row["median_ms"])
+        # the bound is FLOPs / measured matmul FLOP/s: linear in the batch
+        assert row["fp32_bound_ms"] == pytest.approx(
+            1e3 * row["gflops_per_image"] * 1e9 * row["batch"] / (r["matmul_gflops"]["1"] * 1e9), rel=0.01)
+    for batch in (1, 4):
+        best = r["fastest"][f"mobilenet_v1_x0_25_cifar batch {batch}"]
+        assert best["median_ms"] == min(x["median_ms"] for x in r["rows"] if x["batch"] == batch)
+
+
+def test_eval_of_exported_matches_pytorch(tiny, exported, tmp_path, capsys):
+    root, data, run = tiny
+    path, _ = exported
+    assert main(["eval", str(path), "--data", str(data), "--cache-dir", str(root / "cache"),
+                 "--out", str(tmp_path / "a"), "--json"]) == 0  # fmt: skip
+    onnx_report = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(run), "--data", str(data), "--cache-dir", str(root / "cache"),
+                 "--out", str(tmp_path / "b"), "--json"]) == 0  # fmt: skip
+    torch_report = json.loads(capsys.readouterr().out)
+    assert onnx_report["top1"] == torch_report["top1"]
+    assert onnx_report["confusion"] == torch_report["confusion"]
+    assert onnx_report["loss"] == pytest.approx(torch_report["loss"], abs=1e-4)
