@@ -11,15 +11,19 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from litezoo.data import cache as cache_mod
@@ -77,12 +81,16 @@ def _damage(path: Path, how: str) -> None:
         with open(path, "r+b") as f:
             f.seek(cache_mod.DATA_OFFSET + 2 * N_PER_CLASS * 8 * 8 * 3)
             f.write((5).to_bytes(8, "little"))  # label 0 -> 5
+    elif how == "garbage-in-trailer":  # a class renamed: still valid JSON, same length, same key
+        data = path.read_bytes()
+        at = data.rindex(b'"classes":["a"')
+        path.write_bytes(data[:at] + b'"classes":["z"' + data[at + 14 :])
     else:
         raise AssertionError(how)
 
 
 DAMAGE = ["truncate-trailer", "truncate-pixels", "truncate-empty", "garbage-whole-file", "garbage-in-pixels",
-          "garbage-in-labels"]
+          "garbage-in-labels", "garbage-in-trailer"]
 
 
 @pytest.mark.parametrize("how", DAMAGE)
@@ -99,7 +107,7 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, caplog, how):
         again = open_dataset(tmp_path / "ds", cache_dir=cache)
     assert again.decoded, "a damaged cache was used"
     np.testing.assert_array_equal(again.images, expected)
-    assert again.labels.tolist() == [0] * N_PER_CLASS + [1] * N_PER_CLASS
+    assert again.labels.tolist() == [0] * N_PER_CLASS + [1] * N_PER_CLASS and again.classes == ["a", "b"]
     assert "rebuilding" in caplog.text and str(path) in caplog.text
     if how.startswith("garbage-in"):
         assert "checksum mismatch" in caplog.text
@@ -121,6 +129,72 @@ def test_checked_once_then_trusted_until_the_file_changes(tmp_path, monkeypatch)
     assert calls == [1]  # checked in full, found good, recorded again
     assert not open_dataset(tmp_path / "ds", cache_dir=cache).decoded
     assert calls == [1]
+
+
+# ---------------------------------------------------------------------------------------------- fuzzed cache files
+
+CACHE_OUTCOMES: Counter = Counter()
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """(bytes of a built 4-image cache, its key, its contents, a scratch path for mutated copies)."""
+    base = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(7)
+    for cls in ("a", "b"):
+        (base / "ds/train" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(base / "ds/train" / cls / f"{i}.png")
+    ds = open_dataset(base / "ds", cache_dir=base / "c")
+    blob = ds.cache_path.read_bytes()
+    with open(ds.cache_path, "rb") as f:
+        meta = cache_mod._read_trailer(f, len(blob))[0]
+    return blob, meta["key"], (np.array(ds.images), ds.labels.copy(), meta), base / "case.lzc"
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(count=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_fuzzed_cache_files_are_rejected_or_identical(tiny_cache, count, seed):
+    """Flipped, overwritten, cut or inserted bytes anywhere (header, pixels, labels, trailer, tail): the
+    reader returns exactly the original contents (only the header's unused padding was hit) or nothing."""
+    blob, key, (images, labels, meta), path = tiny_cache
+    rng = random.Random(seed)
+    data = bytearray(blob)
+    for _ in range(count):
+        pos = rng.randrange(len(data))
+        kind = rng.choice(["flip", "set", "cut", "insert", "tail"])
+        if kind == "flip":
+            data[pos] ^= 1 << rng.randrange(8)
+        elif kind == "set":
+            data[pos] = rng.randrange(256)
+        elif kind == "cut":
+            del data[pos : pos + rng.randint(1, 16)]
+        elif kind == "insert":
+            data[pos:pos] = rng.randbytes(rng.randint(1, 16))
+        else:  # the tail: trailer length, CRC, end magic
+            at = len(data) - rng.randint(1, cache_mod._TAIL.size)
+            data[at] ^= 1 << rng.randrange(8)
+    path.write_bytes(bytes(data))
+    cache_mod._stamp_path(path).unlink(missing_ok=True)  # as for any changed file: the CRC is checked
+    contents, why = cache_mod.read_cache(path, key)
+    if contents is None:
+        assert why
+        CACHE_OUTCOMES["rejected"] += 1
+        return
+    np.testing.assert_array_equal(contents.images, images)
+    np.testing.assert_array_equal(contents.labels, labels)
+    assert contents.meta == meta
+    CACHE_OUTCOMES["identical"] += 1
+
+
+def test_cache_fuzz_totals():
+    total = sum(CACHE_OUTCOMES.values())
+    if total == 0:
+        pytest.skip("run with the cache fuzz test above")
+    print(f"fuzzed {total} cache files: {CACHE_OUTCOMES['rejected']} rejected, {CACHE_OUTCOMES['identical']} "
+          "identical (mutations in the unused header padding)")
+    assert total >= 1000 and CACHE_OUTCOMES["rejected"] > 0
 
 
 # ---------------------------------------------------------------------------------------------- real processes

@@ -6,12 +6,13 @@ File layout (little-endian)::
     DATA_OFFSET    images  uint8 (N, H, W, 3)            rows in label-sorted file order
     ...            labels  int64 (N,)
     ...            trailer JSON (utf-8): key, shape, classes, skipped files, ...
-    end - 16       uint64 length of the trailer JSON, then b"LZCEND01"
+    end - 20       uint64 length of the trailer JSON, uint32 CRC-32 of everything from DATA_OFFSET up to
+                   here (pixels, labels, trailer), then b"LZCEND02"
 
 The trailer goes last because it is only known once decoding is over (which files were bad). A cache is
 used only if both magics are present, the file size matches the trailer's shape exactly, the trailer's
-``key`` equals the key computed from the current files, and the CRC-32 of pixels + labels matches the
-trailer's ``crc32`` — anything else is rebuilt, never silently used.
+``key`` equals the key computed from the current files, and the CRC-32 matches — anything else is
+rebuilt, never silently used. (Only the header's zero padding is outside the CRC; nothing reads it.)
 
 The CRC is checked once per file version, not on every open (2 GB take seconds): after a check passes,
 ``<name>.ok`` records the file's inode, size, mtime and ctime; an open whose ``fstat`` matches that record
@@ -57,11 +58,11 @@ except ImportError:  # pragma: no cover - Windows: atomic replace still keeps re
 
 log = logging.getLogger("litezoo.data")
 
-FORMAT_VERSION = 2  # 2: CRC-32 of pixels + labels in the trailer
+FORMAT_VERSION = 2  # 2: CRC-32 of pixels, labels and trailer in the tail
 MAGIC = b"LZCACHE1"
-END_MAGIC = b"LZCEND01"
+END_MAGIC = b"LZCEND02"  # 02: the tail holds the CRC-32
 DATA_OFFSET = 4096
-_TAIL = struct.Struct("<Q8s")  # trailer length, END_MAGIC
+_TAIL = struct.Struct("<QI8s")  # trailer length, CRC-32, END_MAGIC
 _CRC_BLOCK = 16 << 20  # bytes checksummed per step
 CACHE_SUFFIX = ".lzc"
 
@@ -109,23 +110,23 @@ def read_cache(path: Path, key: str) -> tuple[CacheContents | None, str]:
             return None, f"unreadable ({exc})"
         if found is None or not isinstance(found[0], dict):
             return None, "not a litezoo cache, or incomplete (no header or trailer)"
-        meta, meta_len = found
+        meta, meta_len, crc = found
         if meta.get("format_version") != FORMAT_VERSION:
             return None, f"format version {meta.get('format_version')} != {FORMAT_VERSION}"
         if meta.get("key") != key:
             return None, "built from different files or settings"
         try:
-            n, h, w, crc = (int(meta[k]) for k in ("n", "height", "width", "crc32"))
+            n, h, w = (int(meta[k]) for k in ("n", "height", "width"))
         except (KeyError, TypeError, ValueError):
-            return None, "trailer lacks its shape or checksum (corrupt)"
+            return None, "trailer lacks its shape (corrupt)"
         pixels = n * h * w * 3
-        if size != DATA_OFFSET + pixels + 8 * n + meta_len + _TAIL.size:
+        if min(n, h, w) < 0 or size != DATA_OFFSET + pixels + 8 * n + meta_len + _TAIL.size:
             return None, "size does not match its header (truncated or corrupt)"
         st = os.fstat(f.fileno())
         stamp = _stamp_path(path)
         if _read_stamp(stamp) != _identity(st, crc):
-            if _crc_of(f, DATA_OFFSET, pixels + 8 * n) != crc:
-                return None, "checksum mismatch (pixels or labels overwritten)"
+            if _crc_of(f, DATA_OFFSET, size - _TAIL.size - DATA_OFFSET) != crc:
+                return None, "checksum mismatch (pixels, labels or trailer overwritten)"
             _write_stamp(stamp, _identity(st, crc))
         images = np.memmap(f, dtype=np.uint8, mode="r", offset=DATA_OFFSET, shape=(n, h, w, 3))
         f.seek(DATA_OFFSET + pixels)
@@ -225,7 +226,7 @@ def _describe_cache(path: Path, st: os.stat_result) -> CacheEntry:
     last_used = stamp.stat().st_mtime if stamp.exists() else st.st_mtime
     try:
         with open(path, "rb") as f:
-            meta = (_read_trailer(f, st.st_size) or (None, 0))[0]
+            meta = (_read_trailer(f, st.st_size) or (None,))[0]
     except (OSError, ValueError, UnicodeDecodeError):
         meta = None
     if not isinstance(meta, dict) or "n" not in meta:
@@ -276,17 +277,18 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _read_trailer(f, size: int) -> tuple[Any, int] | None:
-    """(trailer JSON, its length in bytes) of an open cache file; None without a complete header and trailer."""
+def _read_trailer(f, size: int) -> tuple[Any, int, int] | None:
+    """(trailer JSON, its length in bytes, the tail's CRC) of an open cache file; None without a complete
+    header and tail."""
     f.seek(0)
     if size < DATA_OFFSET + _TAIL.size or f.read(len(MAGIC)) != MAGIC:
         return None
     f.seek(size - _TAIL.size)
-    meta_len, end = _TAIL.unpack(f.read(_TAIL.size))
-    if end != END_MAGIC or meta_len > size:
+    meta_len, crc, end = _TAIL.unpack(f.read(_TAIL.size))
+    if end != END_MAGIC or meta_len > size - DATA_OFFSET - _TAIL.size:
         return None
     f.seek(size - _TAIL.size - meta_len)
-    return json.loads(f.read(meta_len).decode()), meta_len
+    return json.loads(f.read(meta_len).decode()), meta_len, crc
 
 
 class CacheWriter:
@@ -336,13 +338,13 @@ class CacheWriter:
         try:
             with open(self.tmp_path, "r+b") as f:
                 f.truncate(DATA_OFFSET + n * h * w * 3)
-                crc = zlib.crc32(label_bytes, _crc_of(f, DATA_OFFSET, n * h * w * 3))
-                meta = dict(meta, format_version=FORMAT_VERSION, n=n, height=h, width=w, crc32=crc)
+                meta = dict(meta, format_version=FORMAT_VERSION, n=n, height=h, width=w)
                 trailer = json.dumps(meta, separators=(",", ":")).encode()
+                crc = zlib.crc32(trailer, zlib.crc32(label_bytes, _crc_of(f, DATA_OFFSET, n * h * w * 3)))
                 f.seek(0, os.SEEK_END)
                 _write(f, label_bytes)
                 _write(f, trailer)
-                _write(f, _TAIL.pack(len(trailer), END_MAGIC))  # the completion marker goes last
+                _write(f, _TAIL.pack(len(trailer), crc, END_MAGIC))  # the completion marker goes last
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
