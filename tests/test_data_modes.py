@@ -226,3 +226,13 @@ def test_jpeg_cmyk_file(tmp_path):
     (tmp_path / "red.jpg").write_bytes(buf.getvalue())
     got = load_image(str(tmp_path / "red.jpg"), Fit(16, 16), None).pixels
     assert np.abs(got.astype(int) - [255, 0, 0]).max() <= 3
+
+
+def test_decoding_needs_no_torch():
+    """The torch-free runtime (predict) can share these conversion rules: importing them loads no torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, litezoo.data.decode, litezoo.data; assert 'torch' not in sys.modules, 'torch imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
