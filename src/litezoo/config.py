@@ -25,6 +25,7 @@ import importlib.resources
 import math
 import os
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -239,6 +240,18 @@ def _first_field(section: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Values: parse strings (and YAML scalars) to the field's type
 
+# Values quoted in error messages are cut to a readable size: a YAML document's shared aliases can describe a
+# structure of millions of items in a few lines, which a plain repr() would spell out in full.
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 120
+_SHOW.maxlist = _SHOW.maxtuple = _SHOW.maxdict = _SHOW.maxset = 8
+_SHOW.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, bounded in length and depth, on one line."""
+    return _SHOW.repr(value)
+
 _TRUE = {"true", "yes", "y", "on", "1"}
 _FALSE = {"false", "no", "n", "off", "0"}
 _NONE = {"none", "null", "~", ""}
@@ -268,7 +281,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return coerce(value, arg, key)
             except InputError:
                 pass
-        raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise InputError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
     if value is None:
         raise InputError(f"{key} cannot be null (expected {_type_name(tp)})")
     if origin is tuple:
@@ -292,7 +305,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             value = _parse_number(value, key, tp)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
-                raise InputError(f"{key} must be a finite number, got {value!r}")
+                raise InputError(f"{key} must be a finite number, got {_show(value)}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -301,11 +314,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             if key == "train.amp" and value is False:
                 return "off"
             raise InputError(
-                f"{key}: expected a string, got {value!r} (YAML reads bare yes/no/on/off as booleans: quote it)"
+                f"{key}: expected a string, got {_show(value)} (YAML reads bare yes/no/on/off as booleans: quote it)"
             )
     else:  # pragma: no cover - the schema uses only the types above
         raise TypeError(f"{key}: unsupported field type {tp!r}")
-    raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    raise InputError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
 
 
 def _parse_number(text: str, key: str, tp: type) -> int | float:
@@ -317,7 +330,7 @@ def _parse_number(text: str, key: str, tp: type) -> int | float:
     try:
         return float(s)  # also '4e-5' and '1e4', which PyYAML leaves as strings
     except ValueError:
-        raise InputError(f"{key}: expected {_type_name(tp)}, got {text!r}") from None
+        raise InputError(f"{key}: expected {_type_name(tp)}, got {_show(text)}") from None
 
 
 def _coerce_tuple(value: Any, tp: Any, key: str) -> tuple:
@@ -328,12 +341,12 @@ def _coerce_tuple(value: Any, tp: Any, key: str) -> tuple:
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise InputError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
     if args[-1] is Ellipsis:
         elem_types = [args[0]] * len(items)
     else:
         if len(items) != len(args):
-            raise InputError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+            raise InputError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
         elem_types = list(args)
     return tuple(coerce(item, et, key) for item, et in zip(items, elem_types))
 
@@ -363,7 +376,7 @@ def _apply_sections(cfg: RunConfig, data: Any, source: str) -> None:
         if body is None:  # an empty 'train:' block
             continue
         if not isinstance(body, Mapping):
-            raise InputError(f"config section {sec!r}{where} must be a mapping of fields, got {body!r}")
+            raise InputError(f"config section {sec!r}{where} must be a mapping of fields, got {_show(body)}")
         for name, value in body.items():
             dotted = f"{sec}.{_normalise_key(str(name))}"
             if dotted not in FIELDS:
@@ -424,7 +437,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             close = [_CHOICE_SYNONYMS[value.lower()]] if value.lower() in _CHOICE_SYNONYMS else []
             close = close or difflib.get_close_matches(value, options, n=1, cutoff=0.5)
             hint = f" (did you mean {close[0]}?)" if close and close[0] in options else ""
-            problems.append(f"{key} must be one of {', '.join(options)}, got {value!r}{hint}")
+            problems.append(f"{key} must be one of {', '.join(options)}, got {_show(value)}{hint}")
 
     m, d, o, s, t, c = cfg.model, cfg.data, cfg.optim, cfg.schedule, cfg.train, cfg.checkpoint
     # The length of training first: other checks (warm-up, milestones) are stated relative to it.
@@ -591,6 +604,10 @@ def _read_yaml(path: str | os.PathLike | Traversable) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{where} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except ValueError as exc:  # a value PyYAML's constructors reject, e.g. the date 2001-13-01
+        raise InputError(f"{where} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise InputError(f"{where} is not valid YAML: nested too deeply") from None
 
 
 def resolve(
@@ -661,7 +678,8 @@ def parse_cli_overrides(tokens: list[str]) -> dict[str, str]:
         else:
             key = body
             if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
-                raise InputError(f"override --{key} has no value (write --{key} VALUE or --{key}=VALUE)")
+                shown = token if token.isprintable() else repr(token)  # user text: keep the message one line
+                raise InputError(f"override {shown} has no value (write {shown} VALUE or {shown}=VALUE)")
             value = tokens[i + 1]
             i += 2
         key = key.replace("-", "_")
