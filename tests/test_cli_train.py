@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -243,3 +245,29 @@ def test_constant_predictions_are_reported_and_logged(tiny_data, tmp_path, capsy
     assert "identical" not in capsys.readouterr().out
     (row,) = [json.loads(line) for line in (tmp_path / "alive" / "metrics.jsonl").read_text().splitlines()]
     assert isinstance(row["constant_predictions"], bool)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("raised, code", [("sigterm", 143), ("ctrl-c twice", 130)])
+def test_stop_messages_start_on_a_fresh_line_on_a_terminal(tiny_data, tmp_path, monkeypatch, raised, code):
+    import signal
+
+    from litezoo import train as train_mod
+    from litezoo.interrupt import Interrupted
+
+    def stopped(*args, **kwargs):
+        if raised == "sigterm":
+            raise Interrupted(signal.SIGTERM, None, "stopped by SIGTERM at epoch 1, step 3; saved X")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "fit", stopped)
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(_train_args(tiny_data, tmp_path / "run")) == code
+    text = err.getvalue()
+    assert text.startswith("\nlitezoo train: ") and text.count("\n") == 2, repr(text)  # not glued to the bar
+    assert ("stopped by SIGTERM" if raised == "sigterm" else "interrupted") in text

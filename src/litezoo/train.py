@@ -49,7 +49,7 @@ from litezoo.progress import EpochCallback, Progress
 from litezoo.registry import model_info
 from litezoo.report.curves import CURVES, save_curves
 from litezoo.run import EpochStats, Run, RunState, build_run
-from litezoo.runlock import RunLock, check_not_locked
+from litezoo.runlock import LOCK_FILE, RunLock, check_not_locked
 from litezoo.tblog import require_tensorboard
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -73,9 +73,9 @@ def check_resume_compatible(cfg: RunConfig, ckpt: ckpt_io.Checkpoint, path: Path
         )
 
 
-# What litezoo itself writes into a run folder: a folder holding anything else is not a run.
+# What litezoo itself writes into a run folder: a non-empty folder holding none of these is not a run.
 RUN_FOLDER_NAMES = {"config.yaml", "metrics.jsonl", "metrics.csv", ckpt_io.CHECKPOINT_DIR, ckpt_io.SAFETENSORS,
-                    "tensorboard", CURVES, ".litezoo.lock"}  # fmt: skip
+                    "tensorboard", CURVES, LOCK_FILE}  # fmt: skip
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -85,7 +85,7 @@ def check_run_folder(run_dir: Path) -> None:
     if ckpt_io.epoch_checkpoints(run_dir) or (ckpt_io.checkpoint_dir(run_dir) / ckpt_io.LAST).exists():
         raise InputError(f"{run_dir} already holds checkpoints: resume it (--resume {run_dir}) or choose another --out")
     names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if names and not names & {"config.yaml", ckpt_io.CHECKPOINT_DIR, ".litezoo.lock"}:
+    if names and not names & RUN_FOLDER_NAMES:
         shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
         raise InputError(
             f"--out {run_dir} is a folder that is not a litezoo run and is not empty ({shown}); "

@@ -100,13 +100,18 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, run_dir, ckpt_path = build_config(args)
     progress = Progress(human_out(args), bar=False if args.json else None, quiet=args.quiet)
+    # On a terminal the bar (cleared by fit) or an echoed ^C holds the cursor's line: messages start a fresh one.
+    lead = "\n" if sys.stderr.isatty() else ""
     try:
         result = fit(cfg, run_dir, resume=ckpt_path or False, progress=progress, download=not args.no_download)
     except Interrupted as exc:
-        # On a terminal the bar (just cleared) or an echoed ^C holds the cursor's line: start a fresh one.
-        lead = "\n" if sys.stderr.isatty() else ""
         print(f"{lead}litezoo train: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: stop at once
+        last = run_dir / "checkpoints" / "last.pt"
+        hint = f"; the last checkpoint is {last} (litezoo train --resume {run_dir})" if last.is_file() else ""
+        print(f"{lead}litezoo train: interrupted{hint}", file=sys.stderr, flush=True)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the main process reports
         best = result.get("best_top1")
         best = "n/a" if best is None else f"{best:.2f}% (epoch {result['best_epoch']})"
