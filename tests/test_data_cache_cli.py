@@ -141,3 +141,16 @@ def test_cli_full_disk_exits_1_naming_the_path(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "no space left for the image cache" in err and str(tmp_path / "c" / "decoded") in err
     assert err.count("\n") == 1
+
+
+def test_caches_of_an_older_version_are_listed_as_outdated(tmp_path, capsys):
+    decoded = tmp_path / "c" / "decoded"
+    decoded.mkdir(parents=True)
+    old = decoded / "ds-train-32px-0123456789.lzc"  # the previous format: no CRC in its tail
+    old.write_bytes(b"LZCACHE1" + b"\0" * 5000 + b'{"n":1}' + (7).to_bytes(8, "little") + b"LZCEND01")
+    junk = decoded / "junk-train-32px-0123456789.lzc"
+    junk.write_bytes(b"not a cache at all")
+    kinds = {Path(c["path"]).name: c["kind"] for c in listing(capsys, tmp_path / "c")["caches"]}
+    assert kinds == {old.name: "outdated", junk.name: "unreadable"}
+    assert cli_main(["cache", "clear", "--all", "--cache-dir", str(tmp_path / "c")]) == 0
+    assert not old.exists() and not junk.exists()

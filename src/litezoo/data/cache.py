@@ -182,7 +182,7 @@ class CacheEntry:
     """One file of a cache folder, as ``litezoo cache list`` shows it."""
 
     path: Path
-    kind: str  # "images" (a finished cache) | "unfinished" (temp file of a build) | "stats" | "unreadable"
+    kind: str  # "images" (a finished cache) | "unfinished" (a build's temp file) | "stats" | "outdated" | "unreadable"
     bytes: int
     last_used: float  # POSIX time: the last open of an images cache; else the file's mtime
     dataset: str | None = None  # the dataset folder/archive it was built from
@@ -224,13 +224,18 @@ def list_caches(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
 def _describe_cache(path: Path, st: os.stat_result) -> CacheEntry:
     stamp = _stamp_path(path)
     last_used = stamp.stat().st_mtime if stamp.exists() else st.st_mtime
+    end = b""
     try:
         with open(path, "rb") as f:
             meta = (_read_trailer(f, st.st_size) or (None,))[0]
+            f.seek(max(0, st.st_size - len(END_MAGIC)))
+            end = f.read()
     except (OSError, ValueError, UnicodeDecodeError):
         meta = None
     if not isinstance(meta, dict) or "n" not in meta:
-        return CacheEntry(path, "unreadable", st.st_size, last_used)
+        # a finished cache of an older litezoo (rebuilt when next used), or damaged
+        kind = "outdated" if end[:6] == END_MAGIC[:6] and end != END_MAGIC else "unreadable"
+        return CacheEntry(path, kind, st.st_size, last_used)
     return CacheEntry(path, "images", st.st_size, last_used, dataset=meta.get("dataset"), split=meta.get("split"),
                       stored_size=meta.get("height"), images=meta.get("n"))
 
