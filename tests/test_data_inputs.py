@@ -149,3 +149,12 @@ def test_config_field_data_class_names(tmp_path):
     assert RunConfig().data.class_names is None
     cfg = apply_overrides(RunConfig(), {"data.class_names": str(tmp_path / "names.txt")})
     assert cfg.data.class_names == str(tmp_path / "names.txt")
+
+
+def test_cifar_class_names_file(tmp_path):
+    batches = tmp_path / "cifar-10-batches-py"
+    _cifar_py(batches)
+    assert open_dataset(batches, "test", cache_dir=tmp_path / "c").classes == CIFAR10_CLASSES
+    (tmp_path / "fr.txt").write_text("airplane avion\nautomobile voiture\n")
+    ds = open_dataset(batches, "test", cache_dir=tmp_path / "c", class_names=tmp_path / "fr.txt")
+    assert ds.classes[:3] == ["avion", "voiture", "bird"] and ds.class_folders == CIFAR10_CLASSES

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from litezoo.data import cifar
-from litezoo.data.classnames import display_names, read_class_names
+from litezoo.data.classnames import display_names
 from litezoo.data.cache import (
     DATA_OFFSET,
     CacheContents,
@@ -159,8 +159,8 @@ def open_dataset(
     source = _resolve_source(spec, cache_root, download, progress)
     if isinstance(source, cifar.CifarSource):
         ds = _open_cifar(source, split, image_size, cache_root, limit, progress)
-        if class_names is not None:
-            ds.classes = read_class_names(class_names, ds.class_folders)
+        if class_names is not None:  # CIFAR's batches name their classes; only an explicit file renames them
+            ds.classes = display_names(source.path, ds.class_folders, class_names)
     else:
         ds = _open_folder(source, split, image_size, cache_root, limit, progress, workers, class_names)
     if ds.skipped:
