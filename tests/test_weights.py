@@ -240,3 +240,9 @@ def test_megvii_shufflenet_v1_is_refused_with_the_reason():
     state = {"first_conv.0.weight": torch.zeros(24, 3, 3, 3), "features.0.branch_main_1.0.weight": torch.zeros(60, 24, 1, 1)}
     with pytest.raises(InputError, match="inverse of litezoo's"):
         load_weights(litezoo.create_model("shufflenet_v1_g3_x1_0"), state)
+
+
+def test_public_name():
+    from litezoo import weights
+
+    assert litezoo.load_weights is weights.load_weights

@@ -12,9 +12,13 @@ def __getattr__(name: str) -> Any:
         from litezoo import registry
 
         return getattr(registry, name)
+    if name == "load_weights":  # litezoo.weights: litezoo, torchvision and megvii layouts
+        from litezoo.weights import load_weights
+
+        return load_weights
     raise AttributeError(f"module 'litezoo' has no attribute {name!r}")
 
 
 __version__ = "0.1.0"
 
-__all__ = ["create_model", "list_models", "model_info", "register_model", "__version__"]
+__all__ = ["create_model", "list_models", "load_weights", "model_info", "register_model", "__version__"]
