@@ -132,7 +132,8 @@ def test_leaderboard_figures_and_their_sources(tmp_path):
     (b / "tta").mkdir()  # litezoo eval --tta --out RUN/tta: higher than any epoch
     (b / "tta" / "eval_test.json").write_text(json.dumps({"top1": 52.25, "split": "test", "data": "../data/cifar10",
                                                           "tta_flip": True, "tta_translate": 0}))  # fmt: skip
-    (b / "machine.json").write_text(json.dumps({"machine": {"cpu_model": "Some CPU", "cpu_count": 8}}))
+    (b / "run.json").write_text(json.dumps({"machine": {"cpu_model": "Some CPU", "cpu_count": 8, "cpus_usable": 4},
+                                            "precision": "fp32", "precision_reason": "fp32 measured fastest"}))
     ea, eb = build_entries([load_run(a), load_run(b)])
     assert (ea.run, eb.run) == ("x/seed0", "y/seed0")  # same folder names: made unique by their parents
     assert (ea.best_top1, ea.best_source) == (61.5, "cifar10 test, epoch 2")
@@ -146,8 +147,9 @@ def test_leaderboard_figures_and_their_sources(tmp_path):
     (eb,) = build_entries([load_run(b)])
     assert (eb.latency_ms, eb.latency_source) == (1.25, "bench.json: fastest batch-1 row, ort, fp32, 2 threads, "
                                                         "median of 80 calls")
-    assert (ea.time_s, ea.train_time_s, ea.precision) == (90.0, 72.0, "amp bf16")
-    assert (ea.cpu, eb.cpu) == ("", "Some CPU, 8 CPUs")
+    assert (ea.time_s, ea.train_time_s, ea.precision) == (90.0, 72.0, "amp bf16")  # not recorded: the config's
+    assert (eb.precision, eb.precision_note) == ("fp32", "fp32 measured fastest")  # recorded by the trainer
+    assert (ea.cpu, eb.cpu) == ("", "Some CPU, 4 CPUs")  # the CPUs the run could use
     # params and MACs of the rebuilt models at 32 px, 10 classes: the figures `litezoo models` prints
     from litezoo.analysis.counting import trace_costs
     from litezoo.registry import create_model

@@ -24,6 +24,7 @@ recipe trains the same way (same lr per global batch) whatever the number of pro
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -42,8 +43,10 @@ from litezoo.device import resolve_device
 from litezoo.distill import distilled_batches
 from litezoo.errors import InputError, WorkError
 from litezoo.evaluate import EvalResult, evaluate
+from litezoo.fsutil import atomic_write_bytes
 from litezoo.heap import heap_kept
 from litezoo.interrupt import Interrupted, StopSignals
+from litezoo.machine import machine_info
 from litezoo.metrics import MetricsLog
 from litezoo.progress import EpochCallback, Progress
 from litezoo.registry import model_info
@@ -74,8 +77,9 @@ def check_resume_compatible(cfg: RunConfig, ckpt: ckpt_io.Checkpoint, path: Path
 
 
 # What litezoo itself writes into a run folder: a non-empty folder holding none of these is not a run.
+RUN_INFO = "run.json"  # machine, device and precision of the run's latest start (for litezoo report)
 RUN_FOLDER_NAMES = {"config.yaml", "metrics.jsonl", "metrics.csv", ckpt_io.CHECKPOINT_DIR, ckpt_io.SAFETENSORS,
-                    "tensorboard", CURVES, LOCK_FILE}  # fmt: skip
+                    "tensorboard", CURVES, RUN_INFO, LOCK_FILE}  # fmt: skip
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -287,6 +291,11 @@ class RunFolder:
             ckpt_io.remove_stale_temp_files(self.ckpt_dir)
             ckpt_io.remove_stale_temp_files(run_dir)
             save_yaml(run.cfg, run_dir / "config.yaml")
+            # What the run trains on and what was chosen at its (latest) start: for reports (litezoo report).
+            info = {"machine": machine_info(run.device), "device": str(run.device), "world_size": run.dist.world_size,
+                    "precision": run.precision.mode, "precision_reason": run.precision.reason,
+                    "channels_last": run.channels_last}  # fmt: skip
+            atomic_write_bytes(json.dumps(info, indent=1).encode(), run_dir / RUN_INFO)
             self.metrics = MetricsLog(run_dir, state.history, tensorboard=run.cfg.train.tensorboard)
 
     def save(self, run: Run, state: RunState, *paths: Path) -> None:

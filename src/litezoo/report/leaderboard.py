@@ -32,6 +32,7 @@ class Entry:
     time_s: float | None = None  # wall-clock of training including evaluation, at the last logged epoch
     train_time_s: float | None = None  # training steps only
     precision: str = ""
+    precision_note: str = ""  # why it was chosen (run.json), for the tooltip
     cpu: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -93,7 +94,7 @@ def _best(record: RunRecord) -> tuple[float | None, str]:
 
 def _precision(record: RunRecord) -> str:
     """The precision the run used when recorded (run.json), else the config's train.amp setting."""
-    recorded = record.machine.get("precision") if record.machine else None
+    recorded = record.run_info.get("precision")
     if isinstance(recorded, str) and recorded:
         return recorded
     amp = record.section("train").get("amp")
@@ -101,15 +102,17 @@ def _precision(record: RunRecord) -> str:
 
 
 def _cpu(record: RunRecord) -> str:
-    sources = [record.machine] + [t.get("latency", {}) if isinstance(t.get("latency"), dict) else {}
-                                  for t in record.timings] + [t.get("machine", {}) for t in record.timings]  # fmt: skip
-    for m in sources:
-        if isinstance(m, dict):
-            name = m.get("cpu_model") or m.get("model_name") or m.get("cpu")
-            if isinstance(name, str) and name:
-                count = m.get("cpu_count") or m.get("logical_cpus")
-                return name + (f", {count} CPUs" if isinstance(count, int) else "")
-    return ""
+    """The CPU the run trained on (run.json's machine block), with its CPU count and any GPU; "" if not recorded.
+
+    Not taken from a profile/bench result: that may have been measured on another machine.
+    """
+    m = record.machine
+    name = m.get("cpu_model")
+    if not isinstance(name, str) or not name:
+        return ""
+    count = m.get("cpus_usable") or m.get("cpu_count")
+    gpu = m.get("gpu_name")
+    return name + (f", {count} CPUs" if isinstance(count, int) else "") + (f"; {gpu}" if isinstance(gpu, str) else "")
 
 
 def _costs(record: RunRecord, image_size: int | None, cache: dict) -> tuple[int | None, int | None, str]:
@@ -155,7 +158,8 @@ def build_entries(records: list[RunRecord]) -> list[Entry]:
             run=name, record=record, status=status, model=record.model, image_size=size, params=params, macs=macs,
             latency_ms=latency, latency_source=latency_source, best_top1=best, best_source=best_source,
             epochs_done=done, epochs_planned=planned, time_s=number(last.get("time_s")),
-            train_time_s=number(last.get("train_time_s")), precision=_precision(record), cpu=_cpu(record),
+            train_time_s=number(last.get("train_time_s")), precision=_precision(record),
+            precision_note=str(record.run_info.get("precision_reason") or ""), cpu=_cpu(record),
             notes=[problem] if problem else [],
         ))  # fmt: skip
     return entries

@@ -80,7 +80,7 @@ COLUMNS = [
            lambda e: (format_duration(e.time_s), e.time_s,
                       "" if e.train_time_s is None else f"training steps only: {format_duration(e.train_time_s)}")),
     Column("precision", "recorded precision, or the config's train.amp", False,
-           lambda e: (escape(e.precision), None, "")),
+           lambda e: (escape(e.precision), None, e.precision_note)),
     Column("CPU", "machine the run trained on (from the run folder)", False,
            lambda e: (escape(e.cpu) or '<span class="note">not recorded</span>', None, ""), wrap=True),
 ]  # fmt: skip
@@ -313,8 +313,9 @@ def _run_details(e: Entry, colors: dict[str, str]) -> str:
         parts.append('<div class="warn"><ul>' + "".join(f"<li>{escape(p)}</li>" for p in problems) + "</ul></div>")
     parts.append("<h3>Metrics per epoch</h3>" + _epoch_table(e))
     parts.append('<h3>Config</h3><pre class="config">' + escape(yaml.safe_dump(rec.config, sort_keys=False)) + "</pre>")
-    parts.append("<h3>Machine</h3>" + (_kv_table(rec.machine) if rec.machine else
-                                      '<p class="note">not recorded in the run folder</p>'))  # fmt: skip
+    setup = {k: v for k, v in rec.run_info.items() if k != "machine"} | rec.machine
+    parts.append("<h3>Machine and set-up</h3>" + (_kv_table(setup) if setup else
+                                                 '<p class="note">not recorded in the run folder</p>'))  # fmt: skip
     extra = [str(p.relative_to(rec.path)) for p in rec.confusion_pngs + rec.grid_pngs] + \
         [d["file"] for d in rec.evals + rec.timings]  # fmt: skip
     if extra:

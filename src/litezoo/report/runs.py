@@ -24,7 +24,7 @@ METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
 # Files other commands leave in a run folder (or in a folder one level below it, e.g. `eval --out run/raw`).
-MACHINE_FILES = ("machine.json", "run.json")  # a JSON object holding the machine (whole or under "machine")
+RUN_INFO = "run.json"  # the trainer's: {"machine": {...}, "device", "precision", "precision_reason", ...}
 CONFUSION_GLOB = "confusion_*.png"  # litezoo eval
 EVAL_GLOB = "eval_*.json"  # litezoo eval
 GRID_GLOBS = ("predictions*.png", "*grid*.png")  # litezoo predict --grid (blue right, red wrong)
@@ -38,7 +38,8 @@ class RunRecord:
     rows: list[dict[str, Any]]  # complete metrics rows, in epoch order
     finished: bool  # the trainer exported the final weights after the last row
     problems: list[str] = field(default_factory=list)  # what was wrong but did not stop the report
-    machine: dict[str, Any] = field(default_factory=dict)
+    run_info: dict[str, Any] = field(default_factory=dict)  # run.json: device, precision, ... of the latest start
+    machine: dict[str, Any] = field(default_factory=dict)  # run.json's machine block
     confusion_pngs: list[Path] = field(default_factory=list)
     grid_pngs: list[Path] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)  # eval_*.json contents (+ "file")
@@ -183,11 +184,9 @@ def load_run(path: str | os.PathLike) -> RunRecord:
             # still shows the earlier export until it ends).
             record.finished = epoch == rows[-1]["epoch"] if isinstance(epoch, int) else (
                 record.planned_epochs is not None and rows[-1]["epoch"] >= record.planned_epochs)
-    for name in MACHINE_FILES:
-        if (root / name).is_file() and (found := _read_json(root / name, record.problems)) is not None:
-            machine = found.get("machine", found)
-            record.machine = machine if isinstance(machine, dict) else {}
-            break
+    if (root / RUN_INFO).is_file() and (found := _read_json(root / RUN_INFO, record.problems)) is not None:
+        record.run_info = found
+        record.machine = found["machine"] if isinstance(found.get("machine"), dict) else {}
     record.confusion_pngs = _found(root, (CONFUSION_GLOB,))
     record.grid_pngs = [p for p in _found(root, GRID_GLOBS) if p not in record.confusion_pngs]
     for target, patterns in ((record.evals, (EVAL_GLOB,)), (record.timings, TIMING_GLOBS)):
