@@ -31,8 +31,11 @@ from litezoo.train import fit
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                "(`apt-get install chromium`; .ci/run installs it)")  # fmt: skip
+pytestmark = [
+    pytest.mark.slow,  # a browser process and a training run: end to end
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                       "(`apt-get install chromium`; .ci/run installs it)"),
+]  # fmt: skip
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install -e '.[test]')")
 
 REAL_MODEL = "shufflenet_v2_x0_5_cifar"
