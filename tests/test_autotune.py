@@ -16,9 +16,19 @@ from litezoo.autotune import (
     measure_precision,
     read_cache,
 )
+from litezoo import autotune as autotune_module
 from litezoo.errors import InputError
 
 CPU = torch.device("cpu")
+REAL_MACHINE_CONTENDED = autotune_module.machine_contended  # before the fixture below replaces it
+
+
+@pytest.fixture(autouse=True)
+def _quiet_machine(monkeypatch):
+    """The cache tests must not depend on how busy the test machine is (a contended measurement is not cached)."""
+    import litezoo.autotune as at
+
+    monkeypatch.setattr(at, "machine_contended", lambda: None)
 
 
 class FakeClock:
@@ -185,14 +195,37 @@ def test_run_precision_step_measures_only_for_auto(tmp_path, monkeypatch):
     import litezoo.autotune as at
     from litezoo.config import resolve
 
-    monkeypatch.setattr(at, "default_cache_path", lambda: tmp_path / "autotune.json")
     model = litezoo.create_model("mobilenet_v1_x0_25_cifar", num_classes=10)
-    explicit = resolve(None, {"model.name": "mobilenet_v1_x0_25_cifar", "train.amp": "off"})
+    where = {"model.name": "mobilenet_v1_x0_25_cifar", "data.cache_dir": str(tmp_path)}  # the cache goes beside the data's
+    explicit = resolve(None, {**where, "train.amp": "off"})
     prec, cl, decision = at.choose_for_run(explicit, model, CPU, (4, 3, 32, 32), static_channels_last=True)
     assert (prec.mode, cl, decision) == ("fp32", True, None)  # no measurement, the static layout rule
     assert not (tmp_path / "autotune.json").exists()
 
-    auto = resolve(None, {"model.name": "mobilenet_v1_x0_25_cifar", "train.amp": "auto", "train.channels_last": "false"})
+    auto = resolve(None, {**where, "train.amp": "auto", "train.channels_last": "false"})
     prec, cl, decision = at.choose_for_run(auto, model, CPU, (4, 3, 32, 32), static_channels_last=True)
     assert cl is False and all(label.endswith("NCHW") for label in decision.measured)  # the recipe fixed NCHW
     assert prec.reason == decision.line and decision.key in read_cache(tmp_path / "autotune.json")
+
+
+def test_a_contended_measurement_is_used_but_not_cached(tmp_path, monkeypatch):
+    import litezoo.autotune as at
+
+    monkeypatch.setattr(at, "machine_contended", lambda: "contended: load 19 on 2 CPUs")
+    clock = FakeClock(costs_with_winner("fp32 channels_last"))
+    d = measure_precision(ClockedNet(clock), CPU, (4, 3, 8, 8), cache_path=tmp_path / "a.json", timer=clock)
+    assert (d.precision.mode, d.channels_last) == ("fp32", True)
+    assert d.line.endswith("-> fp32, channels_last (contended: load 19 on 2 CPUs: not cached)")
+    assert not (tmp_path / "a.json").exists()
+
+
+def test_machine_contended_reads_the_load(monkeypatch):
+    import litezoo.autotune as at
+
+    monkeypatch.setattr(at, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(at, "load_average", lambda: 3.0)
+    assert REAL_MACHINE_CONTENDED() is None
+    monkeypatch.setattr(at, "load_average", lambda: 3.5)
+    assert REAL_MACHINE_CONTENDED() == "contended: load 3.5 on 2 CPUs"
+    monkeypatch.setattr(at, "load_average", lambda: None)  # no load average on this OS
+    assert REAL_MACHINE_CONTENDED() is None

@@ -151,7 +151,10 @@ def test_distillation_from_a_missing_run_is_an_input_error(teacher_run, tmp_path
         student(data, tmp_path / "s", **{"train.distill_from": str(tmp_path / "nope")})
 
 
-def test_amp_auto_measures_in_the_trainer_and_caches_beside_the_data(teacher_run, tmp_path):
+def test_amp_auto_measures_in_the_trainer_and_caches_beside_the_data(teacher_run, tmp_path, monkeypatch):
+    import litezoo.autotune as at
+
+    monkeypatch.setattr(at, "machine_contended", lambda: None)  # cached whatever else runs on the test machine
     data, _ = teacher_run
     notes = Notes()
     student(data, tmp_path / "auto", notes, **{"train.amp": "auto"})

@@ -14,7 +14,8 @@ folder (``$LITEZOO_CACHE`` or ``~/.cache/litezoo``, file ``autotune.json``) keye
 the CPU model, its ISA flags and torch's kernel level (so an ``ATEN_CPU_CAPABILITY=avx2`` emulation is its
 own key), the ISA-limiting environment variables, the GPU name, torch version, threads, the model (name and
 parameter count), the batch shape and the candidates. The second run of the same recipe on the same machine
-reads the decision instead of measuring.
+reads the decision instead of measuring. A decision measured while other work loaded the CPUs is used for
+that run but not cached (:func:`machine_contended`); delete the file to measure again.
 
 Nothing global changes: the copy is thrown away, the synthetic data comes from a private generator, the global
 RNG states (CPU and the device's) are saved and restored around the steps (a dropout or a data-dependent init
@@ -46,7 +47,7 @@ import torch.nn.functional as F
 
 from litezoo.device import synchronize
 from litezoo.errors import InputError
-from litezoo.machine import REPORTED_FLAGS, cpu_model_and_flags, cpu_native_bf16, load_average
+from litezoo.machine import REPORTED_FLAGS, cpu_model_and_flags, cpu_native_bf16, load_average, usable_cpus
 from litezoo.precision import Precision, choose_precision
 from litezoo.precision import autocast as precision_autocast
 from litezoo.precision import make_scaler
@@ -79,6 +80,7 @@ class Decision:
     key_fields: dict[str, Any] = field(default_factory=dict)
     cached: bool = False  # read from the cache instead of measured now
     cache_path: Path | None = None
+    contended: str | None = None  # measured while other work shared the CPUs: said, and not cached
 
     @property
     def line(self) -> str:
@@ -86,7 +88,20 @@ class Decision:
         rates = ", ".join(f"{label} {ips:.0f} img/s" for label, ips in self.measured.items())
         layout = "channels_last" if self.channels_last else "NCHW"
         origin = f"cached in {self.cache_path}" if self.cached else "measured"
-        return (f"amp auto: {origin} (batch {self.measure_batch}) {rates} -> {self.precision.mode}, {layout}")
+        busy = f" ({self.contended}: not cached)" if self.contended else ""
+        return f"amp auto: {origin} (batch {self.measure_batch}) {rates} -> {self.precision.mode}, {layout}{busy}"
+
+
+def machine_contended() -> str | None:
+    """A phrase when other work shares the CPUs (1-minute load above 1.5x the usable CPUs), else None.
+
+    Timings taken then can rank the candidates wrongly (measured: with a load of 19 on 2 cores, fp32 beat bf16
+    for vgg_fast, which is 2.8x faster in bf16 on the idle machine), so such a decision is used once, not cached.
+    """
+    load, cpus = load_average(), usable_cpus()
+    if load is not None and load > 1.5 * cpus:
+        return f"contended: load {load:g} on {cpus} CPUs"
+    return None
 
 
 def default_cache_path() -> Path:
@@ -248,7 +263,10 @@ def measure_precision(
     best = max(cands, key=lambda c: measured[c.label])
     decision = Decision(_precision_for(best.mode, device, ""), best.channels_last,
                         {label: round(v, 1) for label, v in measured.items()}, measure_batch, key, fields)  # fmt: skip
+    decision.contended = machine_contended()
     decision.precision = dataclasses.replace(decision.precision, reason=decision.line)
+    if decision.contended:
+        return decision
     entry = {"fields": fields, "measured": decision.measured, "measure_batch": measure_batch, "choice": best.label,
              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average": load_average()}  # fmt: skip
     with contextlib.suppress(OSError):  # an unwritable cache costs a re-measurement next time, nothing else
