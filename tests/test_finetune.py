@@ -5,6 +5,7 @@ with a torchvision-layout file, and the one-line errors."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,24 @@ def test_cli_bad_weights_and_one_class_folder(tmp_path, capsys):
                  "--batch-size", "4", "--device", "cpu", "--image-size", "32", "--cache-dir", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "one class" in err[0]
+
+
+def test_cli_cache_features(tmp_path, capsys):
+    state = _fixture_state("shufflenet_v2_x0_5")
+    weights = tmp_path / "tv.pth"
+    torch.save(state, weights)
+    data = _folder(tmp_path / "three")
+    common = ["--model", "shufflenet_v2_x0_5", "--data", str(data), "--device", "cpu", "--image-size", "32",
+              "--cache-dir", str(tmp_path / "cache"), "--batch-size", "8", "--init-from", str(weights),
+              "--cache-features", "true", "--amp", "off"]  # fmt: skip
+    assert main(["train", *common, "--out", str(tmp_path / "no"), "--epochs", "2"]) == 2
+    assert "needs a frozen backbone" in capsys.readouterr().err
+    assert main(["train", *common, "--out", str(tmp_path / "run"), "--epochs", "3", "--freeze", "backbone",
+                 "--lr", "0.1", "--json"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["step"] == 3 * 3  # 24 images / batch 8
+    from litezoo.checkpoint import load_safetensors
+
+    tuned, meta = load_safetensors(tmp_path / "run" / "model.safetensors")
+    assert meta["num_classes"] == 3 and torch.equal(tuned["conv5.0.weight"], state["conv5.0.weight"])
+    assert not torch.equal(tuned["head.fc.weight"], torch.zeros_like(tuned["head.fc.weight"]))

@@ -125,3 +125,84 @@ def train_head_on_features(
         history.append({"epoch": epoch, "train_loss": loss_sum / len(xs), "test_top1": 100.0 * correct / len(xt),
                         "time_s": time.perf_counter() - t0})  # fmt: skip
     return history
+
+
+def fit_cached_head(cfg, run_dir, *, note=lambda text: None, download: bool = True) -> dict:
+    """``litezoo train --cache-features true``: head-only fine-tuning on features computed once.
+
+    Builds the run as ``litezoo.train.fit`` does (data, ``model.init_from``, a frozen backbone, optimizer and lr
+    schedule of the config), runs the backbone once over the un-augmented training and test images, then trains
+    the classifier on the stored maps for ``train.epochs``. Writes ``config.yaml``, ``metrics.jsonl`` (one row
+    per epoch) and ``model.safetensors`` into ``run_dir``; no checkpoints (a rerun costs one backbone pass).
+    Augmentation settings are not used on this path (a view computed once is not augmentation).
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from litezoo import checkpoint as ckpt_io
+    from litezoo.config import save_yaml, validate
+    from litezoo.data import BatchLoader
+    from litezoo.device import resolve_device
+    from litezoo.fsutil import atomic_write_bytes
+    from litezoo.run import build_run
+
+    validate(cfg)
+    if ("backbone" if cfg.model.freeze_features else cfg.model.freeze) != "backbone":
+        raise InputError("train.cache_features needs a frozen backbone: add --freeze backbone (and --init-from)")
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.jsonl").exists() or (run_dir / ckpt_io.CHECKPOINT_DIR).exists():
+        raise InputError(f"{run_dir} already holds a run; choose another --out")
+    t_start = time.perf_counter()
+    run = build_run(cfg, resolve_device(cfg.train.device), download=download, note=note)
+    model, meta = run.model, run.meta
+    plain = BatchLoader(run.train_loader.ds, cfg.data.eval_batch_size, train=False, device=run.device,
+                        mean=tuple(meta.mean), std=tuple(meta.std), channels_last=run.channels_last,
+                        num_classes=meta.num_classes)  # fmt: skip
+    with run.autocast():
+        xs, ys = cache_features(model, plain)
+        xt, yt = cache_features(model, run.test_loader)
+    mb = (xs.numel() * xs.element_size() + xt.numel() * xt.element_size()) / 1e6
+    note(f"cached {len(xs) + len(xt)} feature maps {tuple(xs.shape[1:])} ({xs.dtype}): {mb:.0f} MB, "
+         f"{time.perf_counter() - t_start:.1f} s")  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(run.cfg, run_dir / "config.yaml")
+    bs, steps, g = cfg.data.batch_size, run.steps_per_epoch, torch.Generator().manual_seed(cfg.train.seed)
+    rows, best, step, train_time = [], None, 0, 0.0
+    for epoch in range(1, cfg.train.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order, loss_sum = torch.randperm(len(xs), generator=g), 0.0
+        for i in range(steps):  # the same number of steps per epoch as the lr schedule was built for
+            idx = order[i * bs : (i + 1) * bs]
+            with run.autocast():
+                loss = run.criterion(model.forward_head(xs[idx].to(run.device)), ys[idx].to(run.device))
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            run.scheduler.step()
+            loss_sum, step = loss_sum + loss.item() * len(idx), step + 1
+        train_time += time.perf_counter() - t0
+        model.eval()
+        correct, test_loss = 0, 0.0
+        with torch.inference_mode(), run.autocast():
+            for i in range(0, len(xt), 500):
+                logits = model.forward_head(xt[i : i + 500].to(run.device)).float()
+                target = yt[i : i + 500].to(run.device)
+                correct += int((logits.argmax(1) == target).sum())
+                test_loss += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+        row = {"epoch": epoch, "step": step, "lr": run.optimizer.param_groups[0]["lr"],
+               "train_loss": loss_sum / (steps * bs), "test_loss": test_loss / len(xt),
+               "test_top1": 100.0 * correct / len(xt), "train_time_s": train_time,
+               "time_s": time.perf_counter() - t_start}  # fmt: skip
+        rows.append(row)
+        if best is None or row["test_top1"] > best["test_top1"]:
+            best = row
+        note(f"epoch {epoch}/{cfg.train.epochs}  train loss {row['train_loss']:.4f}  test top-1 {row['test_top1']:.2f}%")
+        atomic_write_bytes("".join(json.dumps(r) + "\n" for r in rows).encode(), run_dir / "metrics.jsonl")
+    ckpt_io.export_safetensors(model.state_dict(), run_dir / ckpt_io.SAFETENSORS,
+                               {**meta.to_dict(), "epoch": cfg.train.epochs, "ema": False})  # fmt: skip
+    return {**rows[-1], "best_top1": best["test_top1"], "best_epoch": best["epoch"], "steps_this_run": step,
+            "curves": str(run_dir / "metrics.jsonl"), "cache_memory_mb": round(mb, 1)}  # fmt: skip
