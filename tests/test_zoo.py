@@ -86,7 +86,30 @@ KNOWN_SIZES = [
     ("vgg16", 138_357_544, 15.4e9, 15.55e9),  # torchvision 15.47
     ("vgg16_bn", 138_365_992, 15.4e9, 15.55e9),
     ("vgg19", 143_667_240, 19.55e9, 19.7e9),  # torchvision 19.63
+    ("mobilenet_v2_x1_0", 3_504_872, 299e6, 302e6),  # paper Table 3: 3.4M, 300M; torchvision 0.30
+    ("mobilenet_v2_x0_35", 1_680_000, 58e6, 60e6),  # paper: 1.7M, 59M; timm mobilenetv2_035: 1.68M
+    ("mobilenet_v2_x0_5", 1_970_000, 96e6, 98e6),  # paper: 97M; timm mobilenetv2_050: 1.97M
+    ("mobilenet_v3_large_x1_0", 5_483_032, 215e6, 219e6),  # paper Table 3: 5.4M, 217M; torchvision 0.22
+    ("mobilenet_v3_small_x1_0", 2_542_856, 55e6, 58e6),  # paper Table 3: 2.5M, 56M; torchvision 0.06
+    ("ghostnet_x1_0", 5_200_000, 139e6, 143e6),  # paper Table 7: 5.2M, 141M
+    ("ghostnet_x1_3", 7_360_000, 222e6, 230e6),  # paper Table 7: 7.3M, 226M; timm ghostnet_130: 7.36M
 ]
+
+# torchvision's exact parameter counts (its model docs / builders), for the layouts built key for key like it.
+EXACT_PARAMS = {
+    "mobilenet_v2_x1_0": 3_504_872,
+    "mobilenet_v3_large_x1_0": 5_483_032,
+    "mobilenet_v3_small_x1_0": 2_542_856,
+    "shufflenet_v2_x1_0": 2_278_604,
+    "squeezenet1_1": 1_235_496,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_PARAMS))
+def test_exact_torchvision_param_counts(name: str) -> None:
+    with torch.device("meta"):
+        model = litezoo.create_model(name, num_classes=1000)
+    assert count_params(model) == EXACT_PARAMS[name]
 
 
 @pytest.mark.parametrize("name,params,macs_lo,macs_hi", KNOWN_SIZES, ids=[k[0] for k in KNOWN_SIZES])
@@ -120,7 +143,10 @@ def test_list_models_pattern_and_cifar_forms() -> None:
         assert n + "_cifar" in ALL_MODELS
         assert model_info(n + "_cifar").default_size == 32
     families = {model_info(n).family for n in ALL_MODELS}
-    assert {"shufflenet_v1", "shufflenet_v2", "mobilenet_v1", "squeezenet", "efficientnet", "vgg", "vit"} <= families
+    assert {
+        "shufflenet_v1", "shufflenet_v2", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "ghostnet", "squeezenet",
+        "efficientnet", "vgg", "vit",
+    } <= families
     assert len(litezoo.list_models("efficientnet_b?", include_cifar=False)) == 8
     assert len(litezoo.list_models("vgg*", include_cifar=False)) >= 8
 

@@ -57,18 +57,25 @@ class ConvBNAct(nn.Sequential):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation: global pool -> reduce -> act -> expand -> sigmoid gate on the channels."""
+    """Squeeze-and-excitation: global pool -> reduce -> act -> expand -> gate on the channels.
 
-    def __init__(self, chs: int, rd_chs: int, act: type[nn.Module] = nn.SiLU):
+    ``gate``: ``nn.Sigmoid`` (SENet, EfficientNet) or ``nn.Hardsigmoid`` (MobileNet V3, GhostNet: relu6(x + 3) / 6,
+    cheaper and quantisation-friendly).
+    """
+
+    def __init__(
+        self, chs: int, rd_chs: int, act: type[nn.Module] = nn.SiLU, gate: type[nn.Module] = nn.Sigmoid
+    ):
         super().__init__()
         self.conv_reduce = nn.Conv2d(chs, rd_chs, 1, bias=True)
         self.act = act(inplace=True)
         self.conv_expand = nn.Conv2d(rd_chs, chs, 1, bias=True)
+        self.gate = gate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
         s = self.conv_expand(self.act(self.conv_reduce(s)))
-        return x * s.sigmoid()
+        return x * self.gate(s)
 
 
 class DropPath(nn.Module):
@@ -137,6 +144,17 @@ class ZooModel(nn.Module):
         self.head.reset(num_classes)
 
 
+def set_batch_norm(module: nn.Module, *, eps: float, momentum: float) -> None:
+    """Give every BatchNorm2d under ``module`` a reference's eps and momentum (``ConvBNAct`` uses torch defaults).
+
+    TF-trained references (EfficientNet, MobileNet V3) use eps 1e-3 and decay 0.99, i.e. PyTorch momentum 0.01.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = eps
+            m.momentum = momentum
+
+
 def init_weights(module: nn.Module) -> None:
     """Kaiming-normal conv weights, unit BN, small-normal linear: the usual ImageNet-paper initialisation."""
     for m in module.modules():
@@ -163,4 +181,5 @@ __all__ = [
     "ClassifierHead",
     "ZooModel",
     "init_weights",
+    "set_batch_norm",
 ]

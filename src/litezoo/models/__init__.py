@@ -2,7 +2,10 @@
 
 from litezoo.models import (  # noqa: F401  (imported for their @register_model side effects)
     efficientnet,
+    ghostnet,
     mobilenet_v1,
+    mobilenet_v2,
+    mobilenet_v3,
     shufflenet_v1,
     shufflenet_v2,
     squeezenet,

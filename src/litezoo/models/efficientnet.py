@@ -23,11 +23,20 @@ import math
 import torch
 import torch.nn as nn
 
-from litezoo.layers import ClassifierHead, ConvBNAct, DropPath, SqueezeExcite, ZooModel, init_weights, make_divisible
+from litezoo.layers import (
+    ClassifierHead,
+    ConvBNAct,
+    DropPath,
+    SqueezeExcite,
+    ZooModel,
+    init_weights,
+    make_divisible,
+    set_batch_norm,
+)
 from litezoo.registry import register_model
 
 # The reference's BatchNorm settings. ``ConvBNAct`` builds PyTorch-default BatchNorm2d (eps 1e-5, momentum 0.1),
-# so the model sets these on every BN after construction (``_set_batch_norm``).
+# so the model sets these on every BN after construction (``set_batch_norm``).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # PyTorch's momentum is 1 - TF's decay (0.99)
 
@@ -122,7 +131,7 @@ class EfficientNet(ZooModel):
         self.num_features = head_chs
         self.head = ClassifierHead(head_chs, num_classes, drop_rate)
 
-        _set_batch_norm(self, eps=BN_EPS, momentum=BN_MOMENTUM)
+        set_batch_norm(self, eps=BN_EPS, momentum=BN_MOMENTUM)
         init_weights(self)
         # Reference (TF dense_kernel_initializer): uniform(+-1/sqrt(classes)) for the classifier.
         if isinstance(self.head.fc, nn.Linear):
@@ -133,14 +142,6 @@ class EfficientNet(ZooModel):
         x = self.stem(x)  # (N, stem, H/2, W/2); CIFAR form: (N, stem, H, W)
         x = self.stages(x)  # (N, last stage chs, H/32, W/32)
         return self.conv_head(x)
-
-
-def _set_batch_norm(module: nn.Module, *, eps: float, momentum: float) -> None:
-    """Give every BatchNorm2d under ``module`` the reference's eps and momentum (ConvBNAct uses torch defaults)."""
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eps = eps
-            m.momentum = momentum
 
 
 # EfficientNet-B0 (paper Table 1), stages 2-8 (stage 1 is the stem, stage 9 the head):
