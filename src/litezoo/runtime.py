@@ -34,6 +34,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # An image smaller than this fraction of the model's input side is refused (not upscaled): it says the images
 # and the model do not belong together (e.g. 32 px CIFAR images fed to a 224 px network).
 MIN_SIDE_FRACTION = 0.5
+RUNTIMES = ("ort", "openvino")
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -50,17 +51,12 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
-    def load(self, path: str | os.PathLike, *, allow_upscale: bool = False) -> np.ndarray:
-        """One file as uint8 (crop, crop, 3) RGB; raises :class:`BadImageFile` or :class:`InputError`."""
+    def load(self, path: str | os.PathLike) -> np.ndarray:
+        """One file as uint8 (crop, crop, 3) RGB; raises :class:`BadImageFile` for an unreadable file."""
         path = str(path)
         try:
             with Image.open(path) as im:
                 w, h = im.size
-                if not allow_upscale and min(w, h) < MIN_SIDE_FRACTION * self.crop:
-                    raise InputError(
-                        f"{path} is {w}x{h} px but the model takes {self.crop}x{self.crop}: the images do not fit "
-                        f"this model (pass allow_upscale / --allow-upscale to resize them anyway)"
-                    )
                 scale = self.resize / min(w, h)
                 if scale < 0.5 and im.format == "JPEG":
                     # reduce-on-load: libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below what we resample to
@@ -69,8 +65,6 @@ class Preprocess:
                 if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                     im = ImageOps.exif_transpose(im)
                 return self.fit(_to_rgb(im))
-        except InputError:
-            raise
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
             reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"corrupt image ({exc})"
             raise BadImageFile(f"{path}: {reason}") from None
@@ -143,12 +137,19 @@ def _open_session(path: Path, threads: int | None):
 
 
 class OnnxClassifier:
-    """An exported classifier on ONNX Runtime: ``logits(x)`` for normalised (N, 3, H, W) float32 input."""
+    """An exported classifier: ``logits(x)`` for normalised (N, 3, H, W) float32 input.
 
-    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+    ``runtime``: "ort" (ONNX Runtime, the torch-free default) or "openvino" (the optional ``openvino`` package,
+    which reads the same .onnx file; compiled for ``batch`` images per call, its CPU default precision).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None, runtime: str = "ort",
+                 batch: int = 32):  # fmt: skip
+        if runtime not in RUNTIMES:
+            raise InputError(f"unknown runtime {runtime!r}: choose from {', '.join(RUNTIMES)}")
         self.path = Path(path)
         self.session, self.meta = _open_session(self.path, threads)
-        self.threads = threads
+        self.threads, self.runtime = threads, runtime
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.classes: list[str] = list(self.meta["classes"])
@@ -156,26 +157,43 @@ class OnnxClassifier:
         h, w = inp.shape[2], inp.shape[3]
         if (isinstance(h, int) and h != size) or (isinstance(w, int) and w != size):
             raise InputError(f"{self.path}: the graph takes {h}x{w} px but its metadata says {size} px")
-        batch = inp.shape[0]
-        self.fixed_batch: int | None = batch if isinstance(batch, int) else None
+        batch_dim = inp.shape[0]
+        self.fixed_batch: int | None = batch_dim if isinstance(batch_dim, int) else None
         self.preprocess = Preprocess(int(self.meta.get("resize", size)), size,
                                      tuple(self.meta["mean"]), tuple(self.meta["std"]))  # fmt: skip
+        self._run = self._ort_run
+        if runtime == "openvino":
+            try:
+                import openvino as ov
+            except ImportError:
+                raise InputError("runtime openvino: the openvino package is not installed") from None
+            core = ov.Core()
+            model = core.read_model(str(self.path))
+            self.fixed_batch = self.fixed_batch or batch
+            model.reshape([self.fixed_batch, int(self.meta.get("in_chans", 3)), size, size])
+            config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+            self._request = core.compile_model(model, "CPU", config).create_infer_request()
+            self._run = lambda x: self._request.infer({0: x})[0]
+            self.session = None  # OpenVINO runs it; the ORT session was only for validation and metadata
+
+    def _ort_run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
 
     @property
     def image_size(self) -> int:
         return self.preprocess.crop
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 -> (N, K) float32 logits (a fixed-batch export is fed one batch-sized slice at a time)."""
+        """(N, 3, H, W) float32 -> (N, K) float32 logits (a fixed batch is fed one batch-sized slice at a time)."""
         if self.fixed_batch is None or len(x) == self.fixed_batch:
-            return self.session.run(None, {self.input_name: x})[0]
+            return np.asarray(self._run(x))
         out = []
         for start in range(0, len(x), self.fixed_batch):
             part = x[start : start + self.fixed_batch]
             pad = self.fixed_batch - len(part)
             if pad:
                 part = np.concatenate([part, np.zeros((pad, *part.shape[1:]), dtype=part.dtype)])
-            out.append(self.session.run(None, {self.input_name: part})[0][: self.fixed_batch - pad])
+            out.append(np.asarray(self._run(part))[: self.fixed_batch - pad])
         return np.concatenate(out)
 
 
@@ -214,6 +232,32 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[s
     if not files:
         raise InputError("no images given")
     return files, labels
+
+
+def check_sizes(files: Sequence[Path], side: int, sample: int = 32) -> None:
+    """Refuse images that do not belong to this model: most of them smaller than half its input side.
+
+    Reads only the headers of up to ``sample`` files spread over the list. A few small photos among large
+    ones are upscaled like the rest are resized; a folder of 32 px images given to a 224 px network is an
+    error (upscaling 7x makes the answer meaningless), as is a single such image.
+    """
+    step = max(1, len(files) // sample)
+    small, seen, example = 0, 0, None
+    for path in files[::step][:sample]:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+            continue  # unreadable: reported (and skipped) when it is decoded
+        seen += 1
+        if min(w, h) < MIN_SIDE_FRACTION * side:
+            small += 1
+            example = example or (path, w, h)
+    if seen and small * 2 > seen:
+        path, w, h = example
+        raise InputError(f"the images do not fit this model: it takes {side}x{side} px, but {small} of {seen} "
+                         f"checked are smaller than half that (e.g. {path}: {w}x{h}); pass --allow-upscale to "
+                         f"resize them anyway")  # fmt: skip
 
 
 @dataclass
@@ -273,6 +317,8 @@ def predict_files(
     of the model, so decode and inference overlap. Unreadable files are skipped and listed in ``skipped``.
     """
     files, labels = list_images(inputs)
+    if not allow_upscale:
+        check_sizes(files, clf.image_size)
     classes = clf.classes
     for label in {lb for lb in labels if lb is not None}:
         if label not in classes:
@@ -287,7 +333,7 @@ def predict_files(
 
     def decode(path: Path) -> np.ndarray | str:
         try:
-            return clf.preprocess.load(path, allow_upscale=allow_upscale)
+            return clf.preprocess.load(path)
         except BadImageFile as exc:
             return str(exc).split(": ", 1)[-1]
 
@@ -385,17 +431,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LITEZOO_CACHE") or Path.home() / ".cache" / "litezoo").expanduser()
 
 
-def choose_threads(path: str | os.PathLike, batch_size: int, *, seconds: float = 0.4) -> dict[str, Any]:
-    """The fastest ONNX Runtime thread count for this file and batch on this CPU (measured once, then cached).
+def choose_runtime(path: str | os.PathLike, batch_size: int, *, seconds: float = 0.4) -> dict[str, Any]:
+    """The fastest (runtime, threads) for this file and batch on this CPU, measured once, then cached.
 
-    The key holds the CPU model, the onnxruntime version and the file's hash, so a new machine, a new runtime
-    or a re-exported model measures again. At batch 1 small nets often run faster on 1 thread than on all.
+    Candidates: ONNX Runtime, and OpenVINO where the package is installed, each on 1 thread and on all usable
+    cores (at batch 1 small nets often run faster on 1 thread). The cache key holds the CPU model, the core
+    count, the runtime versions, the file's hash and the batch, so any change measures again.
     """
     import onnxruntime as ort
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     key = {"cpu": _cpu_model(), "cpus": cpus, "onnxruntime": ort.__version__, "model": file_digest(path),
            "batch": batch_size}  # fmt: skip
+    candidates = [("ort", t) for t in sorted({1, cpus})]
+    try:
+        import openvino  # noqa: F401 — optional: measured too where installed
+
+        candidates += [("openvino", t) for t in sorted({1, cpus})]
+        key["openvino"] = openvino.__version__
+    except ImportError:
+        pass
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     cache = cache_dir() / "deploy" / f"runtime-choice-{digest}.json"
     try:
@@ -404,10 +459,9 @@ def choose_threads(path: str | os.PathLike, batch_size: int, *, seconds: float =
             return {**cached["choice"], "cached": True}
     except (OSError, ValueError):
         pass
-    candidates = sorted({1, cpus})
     timings = {}
-    for threads in candidates:
-        clf = OnnxClassifier(path, threads=threads)
+    for runtime, threads in candidates:
+        clf = OnnxClassifier(path, threads=threads, runtime=runtime, batch=batch_size)
         size = clf.image_size
         x = np.random.default_rng(0).standard_normal((batch_size, 3, size, size), dtype=np.float32)
         clf.logits(x)  # warm-up
@@ -417,9 +471,10 @@ def choose_threads(path: str | os.PathLike, batch_size: int, *, seconds: float =
             t0 = time.perf_counter()
             clf.logits(x)
             times.append(time.perf_counter() - t0)
-        timings[threads] = float(np.median(times))
-    best = min(timings, key=timings.get)
-    choice = {"runtime": "ort", "threads": best, "median_ms": {str(t): 1e3 * v for t, v in timings.items()}}
+        timings[(runtime, threads)] = float(np.median(times))
+    runtime, threads = min(timings, key=timings.get)
+    choice = {"runtime": runtime, "threads": threads,
+              "median_ms": {f"{r} {t} thread(s)": round(1e3 * v, 3) for (r, t), v in timings.items()}}
     try:
         from litezoo.fsutil import atomic_write_bytes
 

@@ -18,10 +18,10 @@ def register(subparsers) -> None:
             "exported first if missing). Preprocessing comes from the file's metadata: shorter side resized,\n"
             "centre crop, mean/std. A folder of class folders is labelled: the accuracy is printed and --grid\n"
             "draws the images titled with the prediction, blue when right, red when wrong. Unreadable files are\n"
-            "named and skipped. Images smaller than half the model's input side are refused (exit 2) unless\n"
-            "--allow-upscale. The ONNX Runtime thread count defaults to the fastest for this model and batch\n"
-            "on this CPU (measured once, cached in the litezoo cache folder). Needs only numpy, Pillow and\n"
-            "onnxruntime for a .onnx file."
+            "named and skipped. Images mostly smaller than half the model's input side are refused (exit 2)\n"
+            "unless --allow-upscale. The ONNX Runtime thread count defaults to the fastest for this model and\n"
+            "batch on this CPU (measured once, cached in the litezoo cache folder). Needs only numpy, Pillow\n"
+            "and onnxruntime for a .onnx file."
         ),
         epilog=(
             "example:\n"
@@ -35,8 +35,10 @@ def register(subparsers) -> None:
     p.add_argument("--topk", type=positive_int, default=5, help="classes shown per image (default 5)")
     p.add_argument("--grid", metavar="PNG", help="write a grid of the images titled with the predictions")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per model call (default 32)")
-    p.add_argument("--threads", type=positive_int,
-                   help="ONNX Runtime threads (default: the fastest measured for this model/batch, cached)")
+    p.add_argument("--runtime", choices=["auto", "ort", "openvino"], default="auto",
+                   help="auto (default): the fastest of ONNX Runtime / OpenVINO (if installed) x 1 or all threads, "
+                        "measured once for this model, batch and CPU and cached; ort; openvino")
+    p.add_argument("--threads", type=positive_int, help="runtime threads (given: no measuring; default ort)")
     p.add_argument("--allow-upscale", action="store_true", help="resize images smaller than half the input")
     p.add_argument("--limit-print", type=int, default=20, help="images listed in the text output (default 20)")
     add_common(p)
@@ -57,13 +59,16 @@ def _model_file(target: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from litezoo.runtime import OnnxClassifier, choose_threads, predict_files, save_grid
+    from litezoo.runtime import OnnxClassifier, choose_runtime, predict_files, save_grid
 
     path = _model_file(args.model)
     OnnxClassifier(path)  # validates the file (readable ONNX with litezoo metadata) before any measuring
-    choice = {"runtime": "ort", "threads": args.threads, "cached": None} if args.threads else \
-        choose_threads(path, args.batch_size)  # fmt: skip
-    clf = OnnxClassifier(path, threads=choice["threads"])
+    if args.runtime == "auto" and not args.threads:
+        choice = choose_runtime(path, args.batch_size)
+    else:
+        runtime = "ort" if args.runtime == "auto" else args.runtime
+        choice = {"runtime": runtime, "threads": args.threads, "cached": None}
+    clf = OnnxClassifier(path, threads=choice["threads"], runtime=choice["runtime"], batch=args.batch_size)
     result = predict_files(clf, args.inputs, topk=args.topk, batch_size=args.batch_size,
                            allow_upscale=args.allow_upscale, keep_images=bool(args.grid))  # fmt: skip
     report = {"model": str(path), "model_name": clf.meta["model_name"], "runtime": choice, **result.to_dict()}
@@ -77,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
         tops = ", ".join(f"{c} {100 * p:.1f}%" for c, p in pred.top)
         mark = "" if pred.correct is None else ("  ok" if pred.correct else f"  WRONG (is {pred.label})")
         lines.append(f"{pred.path}: {tops}{mark}")
-    if len(result.predictions) > args.limit_print:
+    if 0 < args.limit_print < len(result.predictions):
         lines.append(f"... {len(result.predictions) - args.limit_print} more (--json lists all)")
     n = len(result.predictions)
     lines.append(f"{n} images in {result.seconds:.2f} s ({n / result.seconds:.0f} images/s, decode included; "
-                 f"ONNX Runtime, {choice['threads']} thread(s)), {len(result.skipped)} skipped")  # fmt: skip
+                 f"{choice['runtime']}, {choice['threads'] or 'default'} thread(s)), {len(result.skipped)} skipped")  # fmt: skip
     if result.accuracy is not None:
         lines.append(f"accuracy {result.accuracy:.2f}% on the labelled images")
     if args.grid:
