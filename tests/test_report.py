@@ -114,6 +114,14 @@ def test_not_a_run_is_an_input_error_naming_the_folder(tmp_path, make, message):
     assert str(folder) in str(info.value)
 
 
+def test_a_folder_of_runs_is_named_with_a_hint(tmp_path):
+    write_run(tmp_path / "runs" / "a", rows(10.0))
+    write_run(tmp_path / "runs" / "b", rows(10.0))
+    with pytest.raises(InputError, match=r"not a run folder \(no config.yaml\); it holds 2 run folder\(s\) \(a, b\): "
+                                         r"pass them, e.g. .*runs/\*"):  # fmt: skip
+        load_run(tmp_path / "runs")
+
+
 def test_status_from_the_exported_weights(tmp_path):
     finished = load_run(write_run(tmp_path / "a", rows(10, 20, 30), exported_epoch=3))
     running = load_run(write_run(tmp_path / "b", rows(10, 20), epochs=5))  # no weights yet

@@ -153,7 +153,10 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         raise InputError(f"{root}: not a folder")
     config_path = root / CONFIG
     if not config_path.is_file():
-        raise InputError(f"{root}: not a run folder (no {CONFIG})")
+        inside = sorted(p.name for p in root.iterdir() if (p / CONFIG).is_file())
+        hint = f"; it holds {len(inside)} run folder(s) ({', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''})" \
+            f": pass them, e.g. {root / '*'}" if inside else ""  # fmt: skip
+        raise InputError(f"{root}: not a run folder (no {CONFIG}){hint}")
     try:
         config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError):
