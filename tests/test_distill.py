@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from test_train import make_image_folder, tiny_config
 
 import litezoo
 from litezoo.checkpoint import export_safetensors, load_weights
+from litezoo.config import resolve
 from litezoo.distill import Teacher, distilled_batches, soft_targets
 from litezoo.errors import InputError
 from litezoo.progress import Progress
@@ -160,6 +162,10 @@ def test_amp_auto_measures_in_the_trainer_and_caches_beside_the_data(teacher_run
     student(data, tmp_path / "auto", notes, **{"train.amp": "auto"})
     line = next(line for line in notes.lines if "params" in line)
     assert "amp auto: measured (batch 8)" in line
+    chosen = re.search(r"-> (bf16|fp32), (channels_last|NCHW)$", line)
+    saved = resolve(tmp_path / "auto" / "config.yaml")  # the config as run holds the choice: resume measures nothing
+    assert saved.train.amp == ("bf16" if chosen.group(1) == "bf16" else "off")
+    assert saved.train.channels_last is (chosen.group(2) == "channels_last")
     cache = json.loads((data.parent / "cache" / "autotune.json").read_text())
     assert any(e["fields"]["model"] == "mobilenet_v1_x0_25_cifar" for e in cache["entries"].values())
     notes2 = Notes()

@@ -361,10 +361,13 @@ def build_run(
     seed_everything(cfg.train.seed)  # same initial weights on every process
     model = model_for_training(cfg, num_classes, note)
     # amp=auto: timed training steps of a copy of the model, per precision and memory format (litezoo.autotune)
-    precision, channels_last, _ = choose_for_run(
+    precision, channels_last, measured = choose_for_run(
         cfg, model, device, (cfg.data.batch_size // world, cfg.model.in_chans, image_size, image_size),
         static_channels_last=use_channels_last(cfg.train.channels_last, device), dist_info=dist_info,
     )  # fmt: skip
+    if measured is not None:  # the config as run records the choice: a resume continues in it, measuring nothing
+        cfg.train.amp = "off" if precision.mode == "fp32" else precision.mode
+        cfg.train.channels_last = channels_last
     model.to(device=device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay else None
     note(
