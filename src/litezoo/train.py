@@ -424,7 +424,7 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
     def interrupted(signum: int) -> Interrupted:
         progress.close()
         where = folder.last if run.dist.is_main else None
-        return Interrupted(signum, where, f"stopped by {signal_name(signum)} at epoch {state.epoch + 1}, step "
+        return Interrupted(signum, where, f"stopped by {signal.Signals(signum).name} at epoch {state.epoch + 1}, step "
                            f"{state.step}; saved {folder.last}; resume with: litezoo train --resume {folder.run_dir}")
 
     def after_step(info: StepInfo, stats: EpochStats) -> None:
@@ -513,10 +513,6 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
         curves=str(folder.curves), steps_this_run=state.step - first_step,
     )  # fmt: skip
     return final
-
-
-def signal_name(signum: int) -> str:
-    return signal.Signals(signum).name
 
 
 __all__ = ["NonFiniteLoss", "RunFolder", "StepInfo", "check_before_work", "fit", "lr_of", "resized_batches",
