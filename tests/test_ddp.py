@@ -96,3 +96,53 @@ def fit_init_weights(options: dict[str, str], tmp_path: Path) -> dict[str, torch
     cfg = resolve(None, options)
     seed_everything(cfg.train.seed)
     return build_model(cfg, num_classes=4).state_dict()
+
+
+# The CLI, printing "STEP n" after every optimizer step (from each process) and pausing 0.2 s, so the test can
+# signal torchrun in the middle of the run.
+STEP_DRIVER = """
+import sys, time
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from litezoo.cli.main import main
+count = [0]
+def report(optimizer, args, kwargs):
+    count[0] += 1
+    print(f"STEP {count[0]}", flush=True)
+    time.sleep(0.2)
+register_optimizer_step_post_hook(report)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_stops_every_process_at_the_same_step(tmp_path):
+    import signal
+
+    data = make_image_folder(tmp_path / "data")
+    driver = tmp_path / "driver.py"
+    driver.write_text(STEP_DRIVER)
+    flags = [f"--{k}={v}" for k, v in {**_options(data), "train.epochs": "3"}.items()]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(driver),
+           "train", "--out", str(out), "--quiet", *flags]  # fmt: skip
+    with open(tmp_path / "ddp.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            for line in proc.stdout:
+                if line.strip() == "STEP 2":  # the first process reached step 2 (of 4 per epoch, 12 in all)
+                    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+                    break
+            proc.stdout.read()
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = (tmp_path / "ddp.log").read_text()
+    assert proc.returncode != 0 and "stopped by SIGTERM" in text, text
+    saved = ck.load_checkpoint(out / "checkpoints" / "last.pt")
+    # Both processes agreed on one step (the checkpoint is collective: a disagreement would hang or fail), and
+    # the run stopped there rather than running on to the end.
+    assert saved.world_size == 2 and 2 <= saved.step < 12 and len(saved.rng) == 2, (saved.step, text)
+    _torchrun(["train", "--resume", str(out), "--quiet"], tmp_path / "resume.log")
+    final = ck.load_checkpoint(out / "checkpoints" / "last.pt")
+    assert final.step == 12 and [r["epoch"] for r in final.state["history"]] == [1, 2, 3]
