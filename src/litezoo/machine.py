@@ -3,6 +3,9 @@
 Every benchmark JSON, ``litezoo profile`` / ``compare`` / ``guidelines`` result and run log records the same
 block, :func:`machine_info`, so figures from different scripts can be compared and traced back to the code
 that produced them (``git_commit``, with ``git_dirty`` when the checkout had uncommitted changes).
+
+torch is imported only by the functions that ask it something (its kernel level, versions, threads): the
+torch-free runtime (:mod:`litezoo.runtime`) reads the CPU model here too.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 # CPU features that decide which kernels oneDNN / ATen pick, and so how fast a model runs (x86 and aarch64
 # names, as /proc/cpuinfo spells them).
@@ -55,7 +57,10 @@ def cpu_native_bf16(capability: str | None = None, flags: frozenset[str] | None 
     Both must hold on x86: the CPU lists avx512_bf16 or amx_bf16, and torch runs its AVX512 kernels (under
     ``ATEN_CPU_CAPABILITY=avx2`` the flags are there but the bf16 kernels are not used).
     """
-    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    if capability is None:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
     flags = cpu_flags() if flags is None else flags
     x86 = [f for f in _X86_BF16_FLAGS if f in flags]
     if x86 and capability.upper().startswith("AVX512"):
@@ -112,9 +117,11 @@ def git_commit(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:
+def machine_info(device: Any = "cpu") -> dict[str, Any]:
     """The machine block of every measurement: CPU model, ISA flags, torch's kernel level, cores, threads,
     load, versions and the git commit of the code; the GPU's name and capability when ``device`` is CUDA."""
+    import torch
+
     dev = torch.device(device)
     model, flags = cpu_model_and_flags()
     capability = torch.backends.cpu.get_cpu_capability()  # the ATen kernel ISA in use
@@ -148,6 +155,8 @@ def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:
 
 def cpu_tag() -> str:
     """A short file-name-safe name for this machine class, e.g. ``x86_64-avx512-amx-2cpu``."""
+    import torch
+
     parts = [platform.machine() or "cpu", torch.backends.cpu.get_cpu_capability().lower()]
     if "amx_tile" in cpu_flags():
         parts.append("amx")

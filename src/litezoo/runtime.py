@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from litezoo.errors import InputError
+from litezoo.machine import cpu_model_and_flags
 
 METADATA_KEY = "litezoo"  # the ONNX metadata_props entry holding the JSON preprocessing record
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -407,17 +407,6 @@ def save_grid(result: PredictResult, path: str | os.PathLike, *, max_images: int
 # The runtime choice for this machine, measured once and cached
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def file_digest(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -441,7 +430,7 @@ def choose_runtime(path: str | os.PathLike, batch_size: int, *, seconds: float =
     import onnxruntime as ort
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    key = {"cpu": _cpu_model(), "cpus": cpus, "onnxruntime": ort.__version__, "model": file_digest(path),
+    key = {"cpu": cpu_model_and_flags()[0], "cpus": cpus, "onnxruntime": ort.__version__, "model": file_digest(path),
            "batch": batch_size}  # fmt: skip
     candidates = [("ort", t) for t in sorted({1, cpus})]
     try:
