@@ -86,7 +86,7 @@ def _one_line_warnings(command: str):
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         text = " ".join(str(message).split())
-        kind = "" if category in (UserWarning, RuntimeWarning) else f" ({category.__name__})"
+        kind = "" if issubclass(category, (UserWarning, RuntimeWarning)) else f" ({category.__name__})"
         print(f"litezoo {command}: warning: {text}{kind}", file=file or sys.stderr, flush=True)
 
     return show
