@@ -295,3 +295,40 @@ def test_training_into_a_real_full_tmpfs_exits_1_with_the_checkpoints_intact(tin
     for name in ("epoch_0001.pt", "last.pt"):
         assert ck.load_checkpoint(out / "checkpoints" / name).step == 4
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_prints_the_stop_message_on_its_own_line(tmp_path):
+    """A real pseudo-terminal: the progress bar is drawn, Ctrl-C is typed, the message gets a line of its own."""
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    data = make_image_folder(tmp_path / "data", train_per_class=64)
+    args = [sys.executable, "-m", "litezoo", *_args(data, tmp_path / "run", "--epochs", "2")]
+    args.remove("--quiet")  # the bar is the point
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: litezoo on the terminal
+        os.execv(args[0], args)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
+    out, sent, start = b"", False, time.monotonic()
+    while time.monotonic() - start < 300:
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not sent and b"epoch 1/2:" in out:  # the bar ("epoch 1/2: 40%|####...") is on screen
+                os.write(fd, b"\x03")  # Ctrl-C, typed
+                sent = True
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert sent and os.waitstatus_to_exitcode(status) == 130, text
+    before, _, after = text.partition("litezoo train: stopped by SIGINT")
+    assert after and before.endswith("\n"), repr(text[-400:])  # not glued to the bar or to the echoed ^C
+    assert "resume with: litezoo train --resume" in after
