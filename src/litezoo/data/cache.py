@@ -49,7 +49,7 @@ import numpy as np
 
 from litezoo.data.errors import DatasetError
 from litezoo.errors import WorkError
-from litezoo.fsutil import atomic_write_bytes
+from litezoo.fsutil import atomic_write_bytes, fsync_dir
 
 try:  # POSIX advisory locks: concurrent builders (e.g. DDP ranks) wait for one another
     import fcntl
@@ -357,7 +357,7 @@ class CacheWriter:
                 raise _no_space(self.path, self.needed) from None
             raise
         os.replace(self.tmp_path, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         # just written and checksummed: record it as checked (stat after the rename, which sets the ctime;
         # builders of this slot hold its lock, so the file is ours)
         _write_stamp(_stamp_path(self.path), _identity(os.stat(self.path), crc))
@@ -431,17 +431,3 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, stop) of each run of True values."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)

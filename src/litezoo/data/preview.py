@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import io
 import math
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 
 from litezoo.data.datasets import ImageDataset, select_limit
 from litezoo.data.loader import BatchLoader
+from litezoo.fsutil import atomic_write_bytes
 
 
 def pick_samples(ds: ImageDataset, n: int, seed: int = 0) -> np.ndarray:
@@ -64,16 +64,6 @@ def save_sample_grid(ds: ImageDataset, out: str | os.PathLike, *, n: int = 32, s
     fig.suptitle(f"{Path(ds.root).name} / {ds.split}: {len(indices)} of {len(ds)} images, "
                  f"{ds.image_size} px, {kind}", fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            fig.savefig(f, format="png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return out
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(buf.getvalue(), out)
