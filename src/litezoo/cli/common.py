@@ -43,12 +43,6 @@ def add_repeats(parser: argparse.ArgumentParser, default: int | None, what: str 
     parser.add_argument("--repeats", type=positive_int, default=default, metavar="N", help=f"{what}{shown}")
 
 
-def add_no_download(parser: argparse.ArgumentParser) -> None:
-    """``--no-download``: a known dataset name must already be in the cache (no network access)."""
-    parser.add_argument("--no-download", action="store_true",
-                        help="never download a dataset: fail if it is not already on disk")  # fmt: skip
-
-
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -110,7 +104,6 @@ __all__ = [
     "add_device",
     "add_threads",
     "add_repeats",
-    "add_no_download",
     "positive_int",
     "json_safe",
     "json_text",
