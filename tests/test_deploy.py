@@ -18,7 +18,7 @@ from litezoo.checkpoint import export_safetensors
 from litezoo.cli.main import main
 from litezoo.deploy.export import LOGIT_TOLERANCE, compare_logits, export_onnx
 from litezoo.errors import InputError
-from litezoo.runtime import METADATA_KEY, OnnxClassifier, Preprocess, predict_files, read_metadata
+from litezoo.runtime import OnnxClassifier, Preprocess, predict_files, read_metadata
 
 CLASSES = ["cat", "dog", "ship"]  # a colour each: red, green, blue
 
@@ -94,7 +94,7 @@ def test_export_self_check_and_metadata(tiny, exported):
     assert check["top1_agreement"] == 100.0 and check["decisive_inputs"] > 0
     assert "test images" in check["inputs"]  # real inputs of the run's data, not random ones
     meta = read_metadata(path)
-    train_meta = json.loads(json.loads(json.dumps(_safetensors_meta(run / "model.safetensors"))))
+    train_meta = json.loads(_safetensors_meta(run / "model.safetensors"))
     for key in ("image_size", "classes", "mean", "std", "model_name"):
         assert meta[key] == train_meta[key], key
     assert meta["resize"] == 32 and meta["precision"] == "fp32" and meta["litezoo_version"]
@@ -243,15 +243,12 @@ def test_predict_folder_accuracy_grid_and_skips(tiny, exported, tmp_path, capsys
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["accuracy"] == pytest.approx(manual) and out["runtime"]["threads"] == 1
     grid = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB")).astype(int)
-    blue = ((grid[..., 2] > 150) & (grid[..., 0] < 100) & (grid[..., 1] < 120)).sum()
-    red = ((grid[..., 0] > 150) & (grid[..., 1] < 100) & (grid[..., 2] < 100)).sum()
     # the images themselves are red/green/blue, so look only at the title strips (first 30 rows of each cell)
     titles = np.concatenate([grid[r : r + 30] for r in range(0, grid.shape[0], 128 + 30)])
     t_blue = ((titles[..., 2] > 150) & (titles[..., 0] < 100) & (titles[..., 1] < 120)).sum()
     t_red = ((titles[..., 0] > 150) & (titles[..., 1] < 100) & (titles[..., 2] < 100)).sum()
     wrong = sum(not p.correct for p in res.predictions)
     assert (t_red > 0) == (wrong > 0) and (t_blue > 0) == (wrong < 12)
-    assert blue > 0 and red >= 0
 
 
 def test_runtime_choice_is_cached(exported, tmp_path, monkeypatch):

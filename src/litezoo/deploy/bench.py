@@ -97,6 +97,7 @@ class _Model:
         self.src, self.file, self.workdir, self.size = src, file, workdir, size
         self._onnx: Path | None = None
         self._int8: dict[str, Path] = {}
+        self.notes: list[str] = []
 
     @property
     def name(self) -> str:
@@ -113,8 +114,10 @@ class _Model:
         if self.src is not None and self.src.data:
             try:
                 return dataset_arrays(self.src, "train", CALIB_IMAGES)[0]
-            except Exception:  # noqa: BLE001 — speed rows only: random calibration is good enough, and noted
-                pass
+            except Exception as exc:  # noqa: BLE001 — speed rows only: random calibration will do, and is noted
+                self.notes.append(f"{self.name}: int8 calibrated on random inputs ({str(exc).splitlines()[0]})")
+        elif self.src is not None:
+            self.notes.append(f"{self.name}: int8 calibrated on random inputs (no training data: speed only)")
         c = int(self.src.meta["in_chans"]) if self.src else 3
         return np.random.default_rng(0).standard_normal((CALIB_IMAGES, c, self.size, self.size), dtype=np.float32)
 
@@ -190,6 +193,7 @@ def bench(
     ov_ok, ov_why = openvino_available()
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
+    notes: list[str] = []
     if not ov_ok and any(r.startswith("openvino") for r in runtimes):
         skipped.append(f"openvino rows skipped: {ov_why}")
         say(skipped[-1])
@@ -208,12 +212,13 @@ def bench(
                     for batch in batches:
                         rows.append(_measure(model, runtime, batch, t, flops, peak_flops[t], repeats, min_seconds))
                         say(_row_line(rows[-1]))
+            notes += list(dict.fromkeys(model.notes))
     fastest = {}
     for row in rows:
         key = f"{row['model']} batch {row['batch']}"
         if key not in fastest or row["median_ms"] < fastest[key]["median_ms"]:
             fastest[key] = {"runtime": row["runtime"], "threads": row["threads"], "median_ms": row["median_ms"]}
-    return {"rows": rows, "fastest": fastest, "skipped": skipped,
+    return {"rows": rows, "fastest": fastest, "skipped": skipped, "notes": notes,
             "matmul_gflops": {str(t): round(v / 1e9, 1) for t, v in peak_flops.items()},
             "versions": _versions()}  # fmt: skip
 
@@ -296,5 +301,5 @@ def format_bench(report: dict[str, Any]) -> str:
     lines.append(f"\nfp32 matmul peak measured in this run: {gf}")
     for key, f in report["fastest"].items():
         lines.append(f"fastest for {key}: {f['runtime']} ({f['threads']} threads) {f['median_ms']:.3f} ms")
-    lines += report["skipped"]
+    lines += report["skipped"] + [f"note: {n}" for n in report["notes"]]
     return "\n".join(lines)
