@@ -189,6 +189,14 @@ def test_page_is_self_contained_and_names_what_it_left_out(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["r.html"]  # written atomically: no temp file left
 
 
+def test_names_and_values_are_escaped(tmp_path):
+    run = write_run(tmp_path / '<img src=x onerror="alert(1)">', rows(10.0), exported_epoch=1,
+                    extra_config="optim: {name: '</pre><script>alert(2)</script>'}\n")  # fmt: skip
+    html = write_report([run], tmp_path / "r.html").path.read_text()
+    assert "<img src=x" not in html and "<script>alert" not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html and "&lt;script&gt;alert(2)" in html
+
+
 def test_no_run_at_all_is_an_input_error(tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(InputError, match=r"no run to report: .*a: not a run folder"):
