@@ -105,6 +105,9 @@ def check_before_work(
     model_info(cfg.model.name)  # unknown model -> InputError with the close names
     if cfg.model.init_from is not None and not Path(cfg.model.init_from).is_file():
         raise InputError(f"model.init_from: {cfg.model.init_from} does not exist")
+    if cfg.train.distill_from is not None and not Path(cfg.train.distill_from).exists():
+        raise InputError(f"train.distill_from: {cfg.train.distill_from} does not exist (a trained run folder or "
+                         "weights file)")  # fmt: skip
     if cfg.train.tensorboard:
         require_tensorboard()  # an optional extra: say so now, not after the data is decoded
     if not resume:
