@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from litezoo.cli.common import CliUsageError, add_common, emit
+from litezoo.cli.common import add_common, emit
+from litezoo.errors import InputError
 from litezoo.tables import format_table
 
 
@@ -103,9 +104,9 @@ def run_clear(args: argparse.Namespace) -> int:
 
     chosen = [bool(args.all), args.older_than is not None, bool(args.paths)]
     if sum(chosen) != 1:
-        raise CliUsageError("say what to clear: exactly one of --all, --older-than DAYS, or dataset PATH(s)")
+        raise InputError("say what to clear: exactly one of --all, --older-than DAYS, or dataset PATH(s)")
     if args.older_than is not None and args.older_than < 0:
-        raise CliUsageError(f"--older-than must be >= 0 days, got {args.older_than:g}")
+        raise InputError(f"--older-than must be >= 0 days, got {args.older_than:g}")
     folder = resolve_cache_dir(args.cache_dir)
     entries = list_caches(folder)
     if args.all:
@@ -122,7 +123,7 @@ def run_clear(args: argparse.Namespace) -> int:
             match = [e for e in entries if (e.dataset is not None and _within(e.dataset, target))
                      or os.path.realpath(e.path) == target]
             if not match:
-                raise CliUsageError(f"no cache of {text} in {folder} (see `litezoo cache list`)")
+                raise InputError(f"no cache of {text} in {folder} (see `litezoo cache list`)")
             selected += [e for e in match if e not in selected]
     removed, kept = [], []
     for entry in selected:

@@ -13,12 +13,7 @@ import os
 import sys
 from typing import Any
 
-from litezoo.errors import InputError
 from litezoo.tables import printable
-
-# Subcommands written before the single error type raise this name; it is InputError itself.
-CliUsageError = InputError
-
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Flags every subcommand takes."""
@@ -99,7 +94,6 @@ def human_out(args: argparse.Namespace):
 
 
 __all__ = [
-    "CliUsageError",
     "add_common",
     "add_device",
     "add_threads",

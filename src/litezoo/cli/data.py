@@ -8,7 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from litezoo.cli.common import CliUsageError, add_common, emit, human_out, positive_int
+from litezoo.cli.common import add_common, emit, human_out, positive_int
+from litezoo.errors import InputError
 from litezoo.tables import format_table
 
 
@@ -145,12 +146,12 @@ def run_show(args: argparse.Namespace) -> int:
     from litezoo.data import save_sample_grid
 
     if args.cutout < 0:
-        raise CliUsageError(f"--cutout must be >= 0, got {args.cutout}")
+        raise InputError(f"--cutout must be >= 0, got {args.cutout}")
     ds = _open(args, args.split)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(ds.root).name)
     out = Path(args.out) if args.out else Path(f"{name}_{ds.split}_samples.png")
     if out.suffix.lower() != ".png":
-        raise CliUsageError(f"--out must end in .png, got {out}")
+        raise InputError(f"--out must end in .png, got {out}")
     png = save_sample_grid(ds, out, n=args.n, seed=args.seed, augmented=args.augment, cutout=args.cutout)
     result = _summary(ds) | {"png": str(png)}
     emit(args, result, _counts_text(ds) + f"\nwrote {png}")
