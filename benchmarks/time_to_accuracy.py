@@ -348,7 +348,7 @@ def teacher_dir(args) -> str | None:
         d = json.loads(Path(args.teacher_json).read_text())
         if d.get("status") != "finished":
             sys.exit(f"error: the teacher run in {args.teacher_json} has status {d.get('status')!r}, not finished")
-        return str(REPO / d["run_dir"])
+        return os.path.relpath(REPO / d["run_dir"])  # relative: the run log (kept in the JSON) names no machine path
     return None
 
 
@@ -423,7 +423,9 @@ def main(argv=None) -> None:
         if teacher:
             over["train.distill_from"] = teacher
         over |= sets
-        model = over.get("model.name") or "light"
+        from litezoo.config import resolve
+
+        model = over.get("model.name") or resolve("light_cifar10").model.name
         tag = f"light_{model}" + ("_distill" if teacher else "") + (f"_{args.epochs}ep" if args.epochs else "") + args.suffix
         run_recipe(tag, "light_cifar10", over, args.data, jpeg, stop_at=None, max_minutes=args.max_minutes,
                    **common)  # fmt: skip
