@@ -168,7 +168,7 @@ def test_profile_warnings_are_one_line_litezoo_messages(capsys, user_module):
     [
         ("raises_key_error", 1, "failed: KeyError"),  # a bug is a failure (1), not the user's bad input (2)
         ("raises_value_error", 1, "failed: ValueError: a bug, not bad input"),
-        ("opens_missing_file", 2, "error: no such file or directory: /no/such/weights.bin"),
+        ("opens_missing_file", 2, "error: no such file or folder: /no/such/weights.bin"),
     ],
 )
 def test_only_input_errors_exit_2(capsys, user_module, factory, code, message):
@@ -275,6 +275,13 @@ def test_compare_json_with_a_non_utf8_run_folder_is_strict_json(capsys, tmp_path
     result = json.loads(out)
     assert result["rows"][0]["name"] == "mobilenet_v1_x0_25_cifar (run\\xff)"
     assert result["rows"][0]["run_dir"].endswith("run\\xff")
+
+
+def test_an_output_path_blocked_by_a_file_is_bad_input(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, _, err = run_cli(capsys, "guidelines", "--quick", "--only", "G2", "--out", str(blocker / "g.json"))
+    assert code == 2 and err.strip() == f"litezoo guidelines: error: a file is in the way of a folder: {blocker}"
 
 
 def test_compare_bad_inputs_exit_2(capsys, tmp_path):

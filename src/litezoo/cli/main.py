@@ -93,8 +93,15 @@ def _one_line_warnings(command: str):
 
 
 def _os_error_text(exc: OSError) -> str:
-    """``[Errno 2] No such file or directory: 'x'`` -> ``no such file or directory: x``."""
-    what = (exc.strerror or type(exc).__name__).lower()
+    """``[Errno 20] Not a directory: 'x'`` -> ``not a folder (a file is in the way): x``."""
+    what = {
+        FileNotFoundError: "no such file or folder",
+        NotADirectoryError: "not a folder (a file is in the way)",
+        IsADirectoryError: "a folder, not a file",
+        FileExistsError: "already exists",
+    }.get(type(exc), (exc.strerror or type(exc).__name__).lower())
+    if isinstance(exc, FileExistsError) and exc.filename is not None and not os.path.isdir(exc.filename):
+        what = "a file is in the way of a folder"  # makedirs(exist_ok=True) on a file
     return f"{what}: {os.fsdecode(exc.filename)}" if exc.filename is not None else what
 
 
@@ -119,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"litezoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:  # a path the user gave is wrong
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError) as exc:  # a path given is wrong
         if debug:
             raise
         print(f"litezoo {args.command}: error: {_os_error_text(exc)}", file=sys.stderr)
