@@ -34,6 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", help="dataset for the self-check images (default: the run's own data)")
     p.add_argument("--check-images", type=positive_int, default=64, help="inputs the self-check uses (default 64)")
     p.add_argument("--out", help="output file (.onnx, or .xml for openvino; default next to the run/model)")
+    p.add_argument("--no-download", action="store_true", help="never download a named dataset")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     fn = export_onnx if args.fmt == "onnx" else export_openvino
     report = fn(args.target, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch, size=args.size,
-                data=args.data, check_images=args.check_images)  # fmt: skip
+                data=args.data, check_images=args.check_images, download=not args.no_download)  # fmt: skip
     check = report["check"]
     agree = "n/a (all logits tie within tolerance)" if check["top1_agreement"] is None else f"{check['top1_agreement']:.1f}%"
     lines = [

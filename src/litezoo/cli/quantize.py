@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--eval-limit", type=positive_int, help="test images to evaluate on (default: all)")
     p.add_argument("--data", help="dataset (default: the run's own data)")
     p.add_argument("--out", help="output file (.onnx; .xml for openvino; default RUN_DIR/model.int8.*)")
+    p.add_argument("--no-download", action="store_true", help="never download a named dataset")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     out = human_out(args)
     r = quantize_run(args.target, args.out, calib=args.calib, method=args.method, per_channel=args.per_channel,
                      exclude=args.exclude, rank=args.rank_sensitivity, keep_fp32=args.keep_fp32,
-                     eval_limit=args.eval_limit, data=args.data,
+                     eval_limit=args.eval_limit, data=args.data, download=not args.no_download,
                      progress=lambda msg: print(msg, file=out, flush=True))  # fmt: skip
     lines = []
     if r["ranking"]:

@@ -153,6 +153,7 @@ def export_onnx(
     size: int | None = None,
     data: str | None = None,
     check_images: int = CHECK_IMAGES,
+    download: bool = True,
 ) -> dict[str, Any]:
     """Export a run / checkpoint / weights file / registry name to ONNX and check it against PyTorch.
 
@@ -163,6 +164,7 @@ def export_onnx(
     if not 7 <= opset <= 20:
         raise InputError(f"--opset must be 7 to 20 for the TorchScript exporter, got {opset}")
     src = load_source(target, size=size, data=data)
+    src.download = download
     meta = src.meta
     out = Path(out) if out else _default_out(src, ".onnx")
     start = time.perf_counter()
@@ -229,11 +231,12 @@ def export_openvino(
     with tempfile.TemporaryDirectory(prefix="litezoo-export-") as tmp:
         report = export_onnx(target, Path(tmp) / "model.onnx", **onnx_options)
         src = load_source(target, size=onnx_options.get("size"), data=onnx_options.get("data"))
+        src.download = onnx_options.get("download", True)
         ov_model = ov.convert_model(report["path"])
         out = Path(out) if out else _default_out(src, ".xml")
         if out.suffix != ".xml":
             raise InputError(f"OpenVINO IR is an .xml + .bin pair: name the .xml file, got {out}")
-        x, what = check_inputs(src, CHECK_IMAGES)
+        x, what = check_inputs(src, onnx_options.get("check_images", CHECK_IMAGES))
         compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         got = np.concatenate([compiled(x[i : i + 1])[0] for i in range(len(x))]) if not onnx_options.get(
             "dynamic_batch") else compiled(x)[0]  # fmt: skip

@@ -192,6 +192,7 @@ def quantize_run(
     data: str | None = None,
     rank_images: int = RANK_IMAGES,
     progress: Callable[[str], None] | None = None,
+    download: bool = True,
 ) -> dict[str, Any]:
     """Quantise a trained run to int8 and report test top-1 before and after (see the module doc)."""
     if method not in METHODS:
@@ -210,6 +211,7 @@ def quantize_run(
             raise InputError("--method openvino needs the nncf package (pip install nncf)") from None
     say = progress or (lambda _msg: None)
     src = load_source(target, data=data)
+    src.download = download
     if not src.trained:
         raise InputError(f"{target} is a bare model name: quantisation needs a trained run (its data calibrates)")
     start = time.perf_counter()

@@ -33,6 +33,7 @@ class Source:
     cache_dir: str | None = None
     trained: bool = False
     notes: list[str] = field(default_factory=list)
+    download: bool = True  # False: --no-download (a named dataset must already be in the cache)
 
 
 def resize_for(size: int) -> int:
@@ -92,7 +93,8 @@ def dataset_arrays(src: Source, split: str, limit: int | None, *, batch_size: in
         raise InputError(f"{src.target} names no dataset (a bare model or a run folder without config.yaml): "
                          f"pass --data")  # fmt: skip
     meta = src.meta
-    ds = open_dataset(src.data, split, image_size=meta["image_size"], cache_dir=src.cache_dir, limit=limit)
+    ds = open_dataset(src.data, split, image_size=meta["image_size"], cache_dir=src.cache_dir, limit=limit,
+                      download=src.download)
     if list(ds.classes) != list(meta["classes"]):
         raise InputError(f"the data at {src.data} has classes {ds.classes}, but the model was trained on "
                          f"{meta['classes']}")  # fmt: skip
