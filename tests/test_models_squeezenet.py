@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import litezoo
+from litezoo.config import OptimConfig
+from litezoo.models import squeezenet
 from litezoo.models.squeezenet import Fire
 
 
@@ -105,13 +108,14 @@ def test_bypass_adds_the_shortcut(name: str) -> None:
         assert not torch.allclose(vanilla(x), model(x))
 
 
-def test_head_is_conv10_relu_avgpool_with_paper_init() -> None:
+def test_head_is_conv10_relu_avgpool_with_paper_weight_init() -> None:
     torch.manual_seed(0)
     model = litezoo.create_model("squeezenet1_1", num_classes=1000)
     conv10 = model.head.conv
     assert conv10.kernel_size == (1, 1) and conv10.in_channels == 512 and conv10.out_channels == 1000
     assert 0.009 < conv10.weight.std().item() < 0.011 and abs(conv10.weight.mean().item()) < 1e-3
-    assert torch.count_nonzero(conv10.bias) == 0
+    # One common bias for every class (see SqueezeNetHead.reset): equal shift, so softmax is unchanged.
+    assert torch.equal(conv10.bias, torch.full((1000,), squeezenet.CONV10_BIAS_INIT))
     assert isinstance(model.head.drop, nn.Dropout) and model.head.drop.p == 0.5
     assert not any(isinstance(m, nn.Linear) for m in model.modules())  # no fully connected layer
     model.eval()
@@ -155,3 +159,54 @@ def test_cifar_form_keeps_resolution(name: str) -> None:
         # ceil-mode 3x3/2 max-pools -> 54/55 -> 27 -> 13.
         big = litezoo.create_model(name, num_classes=10)
         assert big.forward_features(torch.randn(1, 3, 224, 224)).shape[-2:] == (13, 13)
+
+
+def _weakly_separable_images(n: int, side: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes told apart only by which half of the image is slightly brighter (+0.2 under unit noise).
+
+    The weak signal stands in for real photos: the features need some steps to separate the classes, and
+    during those steps the final ReLU must not die.
+    """
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 3, side, side, generator=generator)
+    half = side // 2
+    x[y == 0, :, :, :half] += 0.2
+    x[y == 1, :, :, half:] += 0.2
+    return x, y
+
+
+def test_trains_from_scratch_without_a_dead_final_relu() -> None:
+    """The issue's failure: every output became exactly 0 (the ReLU after conv10 died), loss ln 2 for good.
+
+    With conv10's bias at 0 this run ends with all-zero logits; with the common positive bias it learns.
+    Optimiser: the default recipe's SGD (momentum 0.9, weight decay 5e-4, none on biases) at the authors'
+    learning-rate scale (0.04 at batch 512 -> ~0.003 at batch 16): the default lr 0.1 is too high for a
+    BatchNorm-free SqueezeNet whatever the head (it diverges in the first steps; see the model's docstring).
+    """
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x, y = _weakly_separable_images(64, 64, gen)
+    model = litezoo.create_model("squeezenet1_1", num_classes=2)
+    defaults = OptimConfig()
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": defaults.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=0.003,
+        momentum=defaults.momentum,
+    )
+    losses = []
+    for _ in range(60):
+        idx = torch.randperm(64, generator=gen)[:16]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        out = model(x)  # (64, 2)
+    assert (out != 0).any(dim=1).all(), "some inputs get all-zero logits: the final ReLU died"
+    assert out.std(dim=0).min() > 1e-3, f"outputs are constant over the inputs: {out[:4].tolist()}"
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.3, f"loss did not fall ({first:.4f} -> {last:.4f})"

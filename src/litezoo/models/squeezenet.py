@@ -22,6 +22,12 @@ The shortcut is added to the Fire module's (ReLU'd) output, before any following
 Versions: ``squeezenet1_0`` is the paper's network (conv1 96 x 7x7/2; max-pools after conv1, fire4, fire8).
 ``squeezenet1_1`` is the official v1.1 from the authors' repository (conv1 64 x 3x3/2; max-pools after conv1,
 fire3, fire5): the same accuracy at 2.4x less computation.
+
+Training from scratch: the network has no BatchNorm, and SGD at lr 0.1 (batch 128, the generic default recipe)
+blows it up in the first steps whatever the initialisation; the authors train at 0.04 with batch 512 (lr 0.01
+at batch 128 scales like that), and report that 10x lower rates are sometimes needed. Use a lower lr, or
+``batch_norm=True``. Independently of the lr, a zero conv10 bias lets the final ReLU die (see
+``SqueezeNetHead.reset``), which is why the head starts with a common positive bias.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from litezoo.layers import ZooModel
 from litezoo.registry import register_model
 
 BYPASS_MODES = ("none", "simple", "complex")
+CONV10_BIAS_INIT = 1.0  # see SqueezeNetHead.reset: keeps the final ReLU alive when training from scratch
 
 
 def _conv_relu(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, padding: int = 0, *, batch_norm: bool):
@@ -122,9 +129,18 @@ class SqueezeNetHead(nn.Module):
     def reset(self, num_classes: int) -> None:
         if num_classes > 0:
             self.conv = nn.Conv2d(self.in_features, num_classes, 1)
-            # Paper / Caffe model: conv10 starts at N(0, 0.01) so the initial logits are small.
+            # Paper / Caffe model / torchvision: conv10 weights start at N(0, 0.01), so the initial logits are
+            # nearly equal. Their bias starts at CONV10_BIAS_INIT instead of 0. With a zero bias about half of
+            # the score map sits below the ReLU, and before the features separate the classes, cross-entropy
+            # pushes down every class map where it is active: the per-class gradient E[(p - y) * active] is
+            # positive because a sample with more active positions has a larger logit and so a larger p. The
+            # maps drift below zero everywhere, the logits become exactly 0 for every input, and no gradient
+            # ever reaches the network again (loss ln(num_classes) for good). With 2 classes this happens within
+            # tens of SGD steps at any learning rate (0.1 to 0.001 measured). A bias of the same value for every
+            # class shifts all logits alike -- softmax and the initial predictions are unchanged -- but puts the
+            # whole map in the ReLU's linear region, where that drift does not exist.
             nn.init.normal_(self.conv.weight, 0.0, 0.01)
-            nn.init.zeros_(self.conv.bias)
+            nn.init.constant_(self.conv.bias, CONV10_BIAS_INIT)
         else:
             self.conv = None
 
