@@ -120,7 +120,7 @@ def test_decision_cache_round_trip(tmp_path):
     assert second.cached and second.key == first.key
     assert (second.precision.mode, second.channels_last, second.measured) == (
         first.precision.mode, first.channels_last, first.measured)  # fmt: skip
-    assert second.line.startswith(f"amp auto: cached in {path} (batch 8) ")
+    assert second.line.startswith("amp auto: cached in autotune.json (batch 8) ") and second.cache_path == path
 
     # Another batch shape is another key: measured again, both entries kept.
     third = measure_precision(ClockedNet(clock), CPU, (4, 3, 8, 8), model_name="clocked", cache_path=path, timer=clock)
@@ -229,3 +229,20 @@ def test_machine_contended_reads_the_load(monkeypatch):
     assert REAL_MACHINE_CONTENDED() == "contended: load 3.5 on 2 CPUs"
     monkeypatch.setattr(at, "load_average", lambda: None)  # no load average on this OS
     assert REAL_MACHINE_CONTENDED() is None
+
+
+class Bf16Fails(ClockedNet):
+    def forward(self, x):
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("no bf16 kernel for this op\nsecond line")
+        return super().forward(x)
+
+
+def test_a_failing_reduced_precision_is_left_out_and_reported(tmp_path):
+    clock = FakeClock(costs_with_winner("fp32 channels_last"))
+    d = measure_precision(Bf16Fails(clock), CPU, (4, 3, 8, 8), cache_path=tmp_path / "a.json", timer=clock)
+    assert (d.precision.mode, d.channels_last) == ("fp32", True)
+    assert set(d.measured) == {"fp32 NCHW", "fp32 channels_last"}
+    bf16 = [c.label for c in candidates_for(CPU, (False, True)) if c.mode == "bf16"]
+    assert set(d.failed) == set(bf16) and all(v == "no bf16 kernel for this op" for v in d.failed.values())
+    assert all(f"{label} failed (no bf16 kernel for this op)" in d.line for label in bf16)

@@ -365,7 +365,7 @@ def test_channels_last_and_automatic_precision(tiny_data, tmp_path, monkeypatch)
     result = fit(cfg, tmp_path / "run", progress=Progress(stream))
     (line,) = [line for line in stream.getvalue().splitlines() if "channels_last" in line]
     # amp=auto times training steps of each precision x memory format (litezoo.autotune) and says what it chose
-    chosen = re.search(r"\| amp auto: (measured|cached in \S+) \(batch \d+\) .* -> (bf16|fp32), (channels_last|NCHW)( \(contended: .*\))?$", line)
+    chosen = re.search(r"\| amp auto: (measured|cached in autotune.json) \(batch \d+\) .* -> (bf16|fp32), (channels_last|NCHW)( \(contended: .*\))?$", line)
     assert chosen, line
     said_bf16 = chosen.group(2) == "bf16"
     assert seen["dtype"] == (torch.bfloat16 if said_bf16 else torch.float32)

@@ -81,13 +81,15 @@ class Decision:
     cached: bool = False  # read from the cache instead of measured now
     cache_path: Path | None = None
     contended: str | None = None  # measured while other work shared the CPUs: said, and not cached
+    failed: dict[str, str] = field(default_factory=dict)  # candidates whose step raised (e.g. no bf16 kernel)
 
     @property
     def line(self) -> str:
         """One log line: what was measured and what was chosen."""
-        rates = ", ".join(f"{label} {ips:.0f} img/s" for label, ips in self.measured.items())
+        rates = ", ".join([f"{label} {ips:.0f} img/s" for label, ips in self.measured.items()]
+                          + [f"{label} failed ({why})" for label, why in self.failed.items()])  # fmt: skip
         layout = "channels_last" if self.channels_last else "NCHW"
-        origin = f"cached in {self.cache_path}" if self.cached else "measured"
+        origin = f"cached in {CACHE_FILE}" if self.cached else "measured"
         busy = f" ({self.contended}: not cached)" if self.contended else ""
         return f"amp auto: {origin} (batch {self.measure_batch}) {rates} -> {self.precision.mode}, {layout}{busy}"
 
@@ -255,19 +257,23 @@ def measure_precision(
         if hit and hit.get("fields") == fields and hit.get("choice") in {c.label for c in cands}:
             best = next(c for c in cands if c.label == hit["choice"])
             decision = Decision(_precision_for(best.mode, device, ""), best.channels_last, dict(hit["measured"]),
-                                int(hit["measure_batch"]), key, fields, cached=True, cache_path=path)  # fmt: skip
+                                int(hit["measure_batch"]), key, fields, cached=True, cache_path=path,
+                                failed=dict(hit.get("failed", {})))  # fmt: skip
             decision.precision = dataclasses.replace(decision.precision, reason=decision.line)
             return decision
 
-    measured = _time_candidates(model, device, (measure_batch, *batch_shape[1:]), cands, rounds, budget_s, timer)
-    best = max(cands, key=lambda c: measured[c.label])
+    measured, failed = _time_candidates(model, device, (measure_batch, *batch_shape[1:]), cands, rounds, budget_s,
+                                        timer)  # fmt: skip
+    best = max((c for c in cands if c.label in measured), key=lambda c: measured[c.label])
     decision = Decision(_precision_for(best.mode, device, ""), best.channels_last,
-                        {label: round(v, 1) for label, v in measured.items()}, measure_batch, key, fields)  # fmt: skip
+                        {label: round(v, 1) for label, v in measured.items()}, measure_batch, key, fields,
+                        failed=failed)  # fmt: skip
     decision.contended = machine_contended()
     decision.precision = dataclasses.replace(decision.precision, reason=decision.line)
     if decision.contended:
         return decision
-    entry = {"fields": fields, "measured": decision.measured, "measure_batch": measure_batch, "choice": best.label,
+    entry = {"fields": fields, "measured": decision.measured, "failed": failed, "measure_batch": measure_batch,
+             "choice": best.label,
              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average": load_average()}  # fmt: skip
     with contextlib.suppress(OSError):  # an unwritable cache costs a re-measurement next time, nothing else
         write_cache_entry(path, key, entry)
@@ -302,18 +308,27 @@ def choose_for_run(cfg: Any, model: nn.Module, device: torch.device, batch_shape
     return decision.precision, decision.channels_last, decision
 
 
-def _time_candidates(model, device, shape, cands, rounds, budget_s, timer) -> dict[str, float]:
+def _time_candidates(model, device, shape, cands, rounds, budget_s, timer) -> tuple[dict[str, float], dict[str, str]]:
     """Images/s of each candidate: one warm-up step each, then timed rounds (every candidate one step per
-    round) until ``rounds`` rounds or ``budget_s`` seconds; the fastest step of each counts."""
+    round) until ``rounds`` rounds or ``budget_s`` seconds; the fastest step of each counts. A reduced-precision
+    candidate whose warm-up step raises (an op without a kernel for that dtype) is left out and reported."""
     gen = torch.Generator().manual_seed(0)  # private: the synthetic batch draws nothing from the global RNG
     x = torch.randn(*shape, generator=gen)  # (B, C, H, W)
     y = torch.randint(0, _num_outputs(model), (shape[0],), generator=gen)
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     start = timer()
     with torch.random.fork_rng(devices=rng_devices), torch.enable_grad():
-        setups = [_Setup(c, model, device, x, y) for c in cands]
-        for s in setups:  # warm-up: kernel creation, the whitening stem's init, allocator growth
-            s.step()
+        setups, failed = [], {}
+        for c in cands:  # warm-up: kernel creation, the whitening stem's init, allocator growth
+            s = _Setup(c, model, device, x, y)
+            try:
+                s.step()
+            except RuntimeError as exc:
+                if c.mode == "fp32":  # the model itself fails: training would too, say it there
+                    raise
+                failed[c.label] = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+                continue
+            setups.append(s)
         for r in range(max(1, rounds)):
             for s in setups:
                 t0 = timer()
@@ -321,7 +336,7 @@ def _time_candidates(model, device, shape, cands, rounds, budget_s, timer) -> di
                 s.times.append(timer() - t0)
             if timer() - start > budget_s:
                 break
-    return {s.cand.label: shape[0] / max(min(s.times), 1e-9) for s in setups}
+    return {s.cand.label: shape[0] / max(min(s.times), 1e-9) for s in setups}, failed
 
 
 __all__ = ["Candidate", "Decision", "measure_precision", "choose_for_run", "candidates_for", "cache_key_fields", "cache_key",
