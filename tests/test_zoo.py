@@ -12,6 +12,7 @@ import torch
 
 import litezoo
 from litezoo.analysis import count_macs, count_params
+from litezoo.model_sizes import SIZES, format_row, measure
 from litezoo.registry import model_info
 
 ALL_MODELS = litezoo.list_models()
@@ -165,3 +166,31 @@ def test_options_come_from_the_family_builder() -> None:
         assert litezoo.create_model("efficientnet_b7", drop_rate=0.1).head.drop_rate == 0.1
         bn = litezoo.create_model("squeezenet1_1", batch_norm=True)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules())
+
+
+def test_size_table_matches_real_counts() -> None:
+    """``litezoo models`` reads litezoo.model_sizes instead of building models: every row must be exact.
+
+    Checked at 1000 classes and at NUM_CLASSES, so the per-class slope is checked too. On a mismatch the
+    message gives the rows to paste (``python -m litezoo.model_sizes`` prints them all).
+    """
+    assert sorted(SIZES) == ALL_MODELS, "the size table and the registry list different models"
+    wrong = []
+    for name in ALL_MODELS:
+        size = SIZES[name]
+        info = model_info(name)
+        ok = (size.family, size.input_size) == (info.family, info.default_size)
+        for num_classes in (1000, NUM_CLASSES):
+            with torch.device("meta"):
+                model = litezoo.create_model(name, num_classes=num_classes)
+            ok &= size.at(num_classes) == (count_params(model), count_macs(model, info.default_size))
+        if not ok:
+            wrong.append(format_row(name, measure(name)))
+    assert not wrong, "litezoo/model_sizes.py is out of date; new rows:\n" + "\n".join(wrong)
+
+
+def test_size_table_scales_with_the_class_count() -> None:
+    # SqueezeNet's classifier is conv10 on the 13x13 map of a 224 px input: 513 params, 512 * 169 MACs per class.
+    size = SIZES["squeezenet1_1"]
+    assert (size.params_per_class, size.macs_per_class) == (513, 512 * 13 * 13)
+    assert size.at(10) == (1_235_496 - 990 * 513, size.macs - 990 * 512 * 169)
