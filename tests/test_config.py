@@ -266,6 +266,14 @@ def test_a_bad_epoch_count_is_reported_first_and_alone():
     assert str(info.value) == "invalid config: train.epochs must be ≥ 1, got -1"
 
 
+def test_a_short_run_of_a_recipe_with_warm_up_says_how_to_shorten_it():
+    with pytest.raises(InputError, match=r"warmup_epochs \(3.7\) must be less than train.epochs \(1\).*"
+                       r"--warmup-epochs 0.23") as info:  # fmt: skip
+        C.resolve("fast_cifar10", {"epochs": "1"})
+    suggested = str(info.value).rsplit(" ", 1)[1]
+    assert C.resolve("fast_cifar10", {"epochs": "1", "warmup_epochs": suggested}).schedule.warmup_epochs == 0.23
+
+
 def test_limit_train_below_the_batch_size_names_the_config_key():
     with pytest.raises(InputError, match=r"data.limit_train \(64\) is smaller than data.batch_size \(128\).*"
                        r"lower data.batch_size to 64 or less") as info:  # fmt: skip

@@ -487,7 +487,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(s.warmup_epochs >= 0, f"schedule.warmup_epochs must be >= 0, got {s.warmup_epochs}")
     need(
         s.warmup_epochs < t.epochs or t.epochs < 1,  # (a bad train.epochs is reported once, above)
-        f"schedule.warmup_epochs ({s.warmup_epochs}) must be less than train.epochs ({t.epochs})",
+        f"schedule.warmup_epochs ({s.warmup_epochs}) must be less than train.epochs ({t.epochs}): shorten the "
+        f"warm-up with it, e.g. --warmup-epochs {round(0.23 * t.epochs, 2) or 0}",
     )
     need(
         0.0 <= s.warmup_start_factor <= 1.0,
