@@ -16,8 +16,10 @@ differences grow about 10x per step (3e-5 after 4 steps), which says nothing abo
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,12 +100,13 @@ def fit_init_weights(options: dict[str, str], tmp_path: Path) -> dict[str, torch
     return build_model(cfg, num_classes=4).state_dict()
 
 
-# The CLI, printing "STEP n" after every optimizer step (from each process) and pausing 0.2 s, so the test can
-# signal torchrun in the middle of the run.
+# The CLI, printing "PID n" at start and "STEP n" after every optimizer step (from each process), pausing 0.2 s
+# per step, so the test can signal the processes in the middle of the run.
 STEP_DRIVER = """
-import sys, time
+import os, sys, time
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from litezoo.cli.main import main
+print(f"PID {os.getpid()}", flush=True)
 count = [0]
 def report(optimizer, args, kwargs):
     count[0] += 1
@@ -116,6 +119,8 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_sigterm_under_torchrun_stops_every_process_at_the_same_step(tmp_path):
+    """A scheduler's SIGTERM reaches every process of the job, each at its own moment; they must agree on one
+    step, write one checkpoint and stop (a disagreement would hang in the collective save or fail)."""
     import signal
 
     data = make_image_folder(tmp_path / "data")
@@ -127,21 +132,25 @@ def test_sigterm_under_torchrun_stops_every_process_at_the_same_step(tmp_path):
            "train", "--out", str(out), "--quiet", *flags]  # fmt: skip
     with open(tmp_path / "ddp.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        pids, rest = [], ""
         try:
             for line in proc.stdout:
-                if line.strip() == "STEP 2":  # the first process reached step 2 (of 4 per epoch, 12 in all)
-                    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+                if line.startswith("PID "):
+                    pids.append(int(line.split()[1]))
+                if line.strip() == "STEP 2":  # a process reached step 2 (of 4 per epoch, 12 in all)
+                    for pid in pids:  # one worker first, the other a moment later
+                        os.kill(pid, signal.SIGTERM)
+                        time.sleep(0.05)
                     break
-            proc.stdout.read()
+            rest = proc.stdout.read()
             proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
     text = (tmp_path / "ddp.log").read_text()
-    assert proc.returncode != 0 and "stopped by SIGTERM" in text, text
+    assert len(pids) == 2 and proc.returncode != 0, text + rest
+    assert text.count("litezoo train: stopped by SIGTERM at epoch") == 1, text + rest  # rank 0 reports
     saved = ck.load_checkpoint(out / "checkpoints" / "last.pt")
-    # Both processes agreed on one step (the checkpoint is collective: a disagreement would hang or fail), and
-    # the run stopped there rather than running on to the end.
     assert saved.world_size == 2 and 2 <= saved.step < 12 and len(saved.rng) == 2, (saved.step, text)
     _torchrun(["train", "--resume", str(out), "--quiet"], tmp_path / "resume.log")
     final = ck.load_checkpoint(out / "checkpoints" / "last.pt")

@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = fit(cfg, run_dir, resume=ckpt_path or False, progress=progress, download=not args.no_download)
     except Interrupted as exc:
-        print(f"{lead}litezoo train: {exc}", file=sys.stderr, flush=True)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun the main process speaks for all
+            print(f"{lead}litezoo train: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: stop at once
         last = run_dir / "checkpoints" / "last.pt"
