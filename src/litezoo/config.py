@@ -48,7 +48,8 @@ class ModelConfig:
     # Transfer learning: start from these weights (a litezoo checkpoint or .safetensors file); the classifier
     # is re-initialised when its shape differs (e.g. 1000 ImageNet classes -> 2). None: random initialisation.
     init_from: str | None = None
-    freeze_features: bool = False  # train only the classifier head (needs init_from)
+    freeze_features: bool = False  # train only the classifier head (needs init_from); same as freeze: backbone
+    freeze: str = "none"  # none | backbone | until:<module> (litezoo.weights.finetune; needs init_from)
 
 
 @dataclass
@@ -66,6 +67,10 @@ class DataConfig:
     cutmix_alpha: float = 0.0
     limit_train: int | None = None  # use only the first N training images (quick runs and tests)
     limit_eval: int | None = None
+    # Normalisation: None = the training split's own mean/std; a pretrained network wants its source's
+    # (ImageNet's (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) for torchvision's weights).
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     class_names: str | None = None  # display names for class folders (None: <root>/classes.txt, ImageNet ids)
     # Progressive resizing (fast.ai's DAWNBench recipe): the first epochs train on augmented batches scaled down
     # to this side, growing linearly to image_size over progressive_epochs (a fraction of train.epochs); a
@@ -85,6 +90,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     grad_clip: float | None = None  # max global grad norm; None: off
+    backbone_lr_scale: float = 1.0  # lr of every parameter outside the classifier = lr * this (fine-tuning)
 
 
 @dataclass
@@ -129,6 +135,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs between evaluations
     on_nan: str = "stop"  # stop | skip
     compile: bool = False  # torch.compile the model
+    cache_features: bool = False  # frozen backbone: compute features once, train the head on them (no augmentation)
     threads: int | None = None  # torch.set_num_threads; None: leave torch's default
     keep_heap: bool = True  # CPU + glibc: keep freed memory for reuse, no page faults per step (litezoo.heap)
     log_every: int = 50  # steps between progress updates
@@ -452,6 +459,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         "model.freeze_features trains only the classifier on top of frozen features, so it needs "
         "model.init_from (a weights file to start from)",
     )
+    need(
+        m.freeze in ("none", "backbone") or (m.freeze.startswith("until:") and len(m.freeze) > 6),
+        f"model.freeze must be none, backbone or until:<module>, got {m.freeze!r}",
+    )
+    need(m.freeze == "none" or m.init_from is not None, "model.freeze needs model.init_from (pretrained weights)")
+    need(o.backbone_lr_scale >= 0, f"optim.backbone_lr_scale must be >= 0, got {o.backbone_lr_scale}")
+    need(all(v > 0 for v in (d.std or ())), f"data.std must be positive, got {d.std}")
 
     need(bool(d.path.strip()), "data.path must not be empty")
     need(d.image_size is None or d.image_size >= 1, f"data.image_size must be >= 1, got {d.image_size}")
