@@ -103,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
     # On a terminal the bar (cleared by fit) or an echoed ^C holds the cursor's line: messages start a fresh one.
     lead = "\n" if sys.stderr.isatty() else ""
     try:
-        result = fit(cfg, run_dir, resume=ckpt_path or False, progress=progress, download=not args.no_download)
+        if cfg.train.cache_features:  # head-only on features computed once (litezoo.weights.finetune)
+            from litezoo.weights.finetune import fit_cached_head
+
+            result = fit_cached_head(cfg, run_dir, note=progress.note, download=not args.no_download)
+        else:
+            result = fit(cfg, run_dir, resume=ckpt_path or False, progress=progress, download=not args.no_download)
     except Interrupted as exc:
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun the main process speaks for all
             print(f"{lead}litezoo train: {exc}", file=sys.stderr, flush=True)
