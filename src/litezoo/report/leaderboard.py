@@ -43,7 +43,7 @@ def evaluated_on(record: RunRecord) -> str:
     path = str(data.get("path") or "?")
     name = Path(path).name or path
     limit = data.get("limit_eval")
-    return f"{name} test" + (f" (first {limit} images)" if isinstance(limit, int) else "")
+    return f"{name} test" + (f", first {limit}" if isinstance(limit, int) else "")
 
 
 def _latency(record: RunRecord) -> tuple[float | None, str]:

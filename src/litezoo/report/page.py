@@ -73,7 +73,7 @@ COLUMNS = [
            lambda e: ("" if e.latency_ms is None else f"{e.latency_ms:.2f}", e.latency_ms, e.latency_source),
            optional=True),
     Column("best top-1 %", "best test top-1 over the logged epochs (or a saved eval result, if higher), and where",
-           True, _top1_cell),
+           True, _top1_cell, wrap=True),
     Column("epochs", "logged / planned", True,
            lambda e: (f"{e.epochs_done}" + (f" / {e.epochs_planned}" if e.epochs_planned else ""), e.epochs_done, "")),
     Column("time to train", "wall-clock incl. evaluation at the last logged epoch (steps only in the tooltip)", True,
@@ -104,6 +104,7 @@ th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;white-
 td.num,th.num{text-align:right}
 small.src{display:block;color:var(--muted);font-size:.8em}
 td.wrap{white-space:normal;min-width:9em}
+td.wrap small.src{max-width:14em;margin-left:auto}
 pre.config{column-width:22em;column-rule:1px solid var(--line)}
 thead th{background:var(--card);position:sticky;top:0}
 th button{all:unset;cursor:pointer;font-weight:600}
@@ -212,10 +213,10 @@ def _leaderboard(entries: list[Entry], colors: dict[str, str]) -> tuple[str, lis
         for c in columns:
             text, value, title = c.cell(e)
             attrs = f' data-label="{escape(c.name)}"'
-            if c.wrap:
-                attrs += ' class="wrap"'
+            css = " ".join(name for name, on in (("num", c.numeric), ("wrap", c.wrap)) if on)
+            attrs += f' class="{css}"' if css else ""
             if c.numeric:
-                attrs += f' class="num" data-v="{"" if value is None else repr(float(value))}"'
+                attrs += f' data-v="{"" if value is None else repr(float(value))}"'
             attrs += f' title="{escape(title)}"' if title else ""
             cells.append(f"<td{attrs}>{text}</td>")
         body.append(f'<tr data-run="{escape(e.run)}">' + "".join(cells) + "</tr>")

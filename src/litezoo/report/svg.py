@@ -201,15 +201,28 @@ def bubble_chart(bubbles: list[Bubble], *, title: str, x_label: str, y_label: st
     f = _Frame(width, height, (xticks[0], xticks[-1]), (yticks[0], yticks[-1]), log_x=log_x, bottom=46)
     _axes(f, xticks, yticks, title, x_label + (" (log scale)" if log_x else ""), y_label)
     biggest = max(b.size for b in bubbles) or 1.0
+    placed: list[tuple[float, float, float]] = []  # label boxes so far: (x, y of the baseline, width)
+
+    def label_y(x: float, y: float, width: float) -> float:
+        """The first of y, y+16, y-16, y+32, ... where the label overlaps no label placed before it."""
+        for k in range(12):
+            candidate = y + 16 * ((k + 1) // 2) * (1 if k % 2 else -1) if k else y
+            if all(abs(candidate - py) >= 15 or x + width < px or px + pw < x for px, py, pw in placed):
+                return candidate
+        return y
+
     # Largest first, so small bubbles stay visible on top.
     for b in sorted(bubbles, key=lambda b: -b.size):
         r = max(3.0, max_radius * math.sqrt(max(b.size, 0.0) / biggest))  # area ∝ parameters
         cx, cy = f.sx(b.x), f.sy(b.y)
+        lx, label_w = cx + r * 0.75 + 3, 7.0 * len(b.label)  # ~7 user units per character at 12 px
+        ly = label_y(lx, cy - r * 0.75 - 3, label_w)
+        placed.append((lx, ly, label_w))
         tip = escape(b.tooltip or b.label)
         f.parts.append(f'<g class="bubble" data-run="{escape(b.label)}"><title>{tip}</title>'
                        f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{b.color}" fill-opacity="0.45" '
                        f'stroke="{b.color}" stroke-width="1.5"/>'
-                       + _text(cx + r * 0.75 + 3, cy - r * 0.75 - 3, b.label, css="blbl", anchor="start") + "</g>")
+                       + _text(lx, ly, b.label, css="blbl", anchor="start") + "</g>")
     smallest = min(b.size for b in bubbles)
     f.parts.append(_text(width - f.right - 4, height - f.bottom - 6,
                          f"bubble area ∝ parameters: {fmt_number(smallest)} to {fmt_number(biggest)}", anchor="end"))
