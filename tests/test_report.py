@@ -83,6 +83,14 @@ def test_bubble_area_is_proportional_to_parameters_and_log_axis_when_wide():
     assert "(log scale)" in svg  # 500x the MACs
 
 
+def test_bubble_labels_do_not_overlap():
+    """Two runs of near-identical cost and accuracy: their labels are moved apart, not drawn on each other."""
+    svg = bubble_chart([Bubble("seed0", "#000", 1e7, 50.0, 1e6), Bubble("seed1", "#111", 1.01e7, 50.2, 1e6)],
+                       title="t", x_label="MACs", y_label="%")  # fmt: skip
+    ys = [float(y) for y in re.findall(r'<text class="blbl" x="[\d.]+" y="([\d.]+)"', svg)]
+    assert len(ys) == 2 and abs(ys[0] - ys[1]) >= 15
+
+
 # --- run folders ----------------------------------------------------------------------------------------------
 
 def test_read_metrics_drops_and_names_cut_off_and_bad_lines(tmp_path):
