@@ -323,6 +323,8 @@ _DOCUMENTED = {
     "fast_cifar10",
     "fast_cifar10_long",
     "fast_cifar10_avx2",
+    "light_cifar10",
+    "squeezenet_finetune",
 }
 _SHIPPED = C.list_recipes()
 
