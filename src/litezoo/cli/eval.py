@@ -69,11 +69,19 @@ def run(args: argparse.Namespace) -> int:
     if len(targets) > 1 and not args.out:
         raise InputError("evaluating an ensemble of several models: name the folder for its report with --out")
     target = targets[0]
-    result, info = evaluate_saved(
-        targets, args.data, split=args.split, tta_flip=args.tta_flip, tta_translate=args.tta_translate,
-        weights=args.weights, batch_size=args.batch_size, device=args.device, amp=args.amp, cache_dir=args.cache_dir,
-        download=not args.no_download,
-    )  # fmt: skip
+    if any(t.suffix == ".onnx" for t in targets):  # an exported (fp32 or int8) file: measured by litezoo.deploy
+        from litezoo.deploy.evaluate import evaluate_exported
+
+        if len(targets) > 1 or args.tta_flip or args.tta_translate:
+            raise InputError("an exported .onnx file is evaluated alone and without TTA")
+        result, info = evaluate_exported(target, args.data, split=args.split, batch_size=args.batch_size,
+                                         cache_dir=args.cache_dir, download=not args.no_download)  # fmt: skip
+    else:
+        result, info = evaluate_saved(
+            targets, args.data, split=args.split, tta_flip=args.tta_flip, tta_translate=args.tta_translate,
+            weights=args.weights, batch_size=args.batch_size, device=args.device, amp=args.amp,
+            cache_dir=args.cache_dir, download=not args.no_download,
+        )  # fmt: skip
     split = info["split"]  # the split folder actually read: "valid" when --split test found valid/
     views = (["flip"] if args.tta_flip else []) + ([f"translate {args.tta_translate}px"] if args.tta_translate else [])
     tta_text = f" ({' + '.join(views)} TTA)" if views else ""
