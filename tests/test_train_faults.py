@@ -332,3 +332,36 @@ def test_ctrl_c_at_a_terminal_prints_the_stop_message_on_its_own_line(tmp_path):
     before, _, after = text.partition("litezoo train: stopped by SIGINT")
     assert after and before.endswith("\n"), repr(text[-400:])  # not glued to the bar or to the echoed ^C
     assert "resume with: litezoo train --resume" in after
+
+
+_DANGLING_STACK = r"""
+import ctypes, signal, sys
+from litezoo.interrupt import StopSignals, _StackT
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+size = 1 << 16
+addr = libc.mmap(None, size, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+assert libc.sigaltstack(ctypes.byref(_StackT(addr, 0, size)), None) == 0
+assert libc.munmap(addr, size) == 0  # what OpenVINO's CPU plugin leaves behind: a stack that is gone
+if sys.argv[1] == "plain":
+    signal.signal(signal.SIGTERM, lambda s, f: None)
+    signal.raise_signal(signal.SIGTERM)
+else:
+    with StopSignals() as stop:
+        signal.raise_signal(signal.SIGTERM)
+    print("stop requested:", stop.requested)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack and /proc/self/maps are Linux's")
+def test_a_freed_alternate_signal_stack_is_repaired_before_handlers_go_in(tmp_path):
+    """Found in the full suite: after OpenVINO ran in the process, the first SIGTERM killed it with SIGSEGV (Python's
+    handlers run on the thread's alternate signal stack, which the plugin had freed). StopSignals gives it a new one."""
+    script = tmp_path / "dangling.py"
+    script.write_text(_DANGLING_STACK)
+    plain = subprocess.run([sys.executable, str(script), "plain"], capture_output=True, text=True, timeout=60)
+    assert plain.returncode == -signal.SIGSEGV  # the failure this guards against, reproduced
+    fixed = subprocess.run([sys.executable, str(script), "stop"], capture_output=True, text=True, timeout=60)
+    assert fixed.returncode == 0 and "stop requested: True" in fixed.stdout, fixed.stderr

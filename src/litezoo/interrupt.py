@@ -11,7 +11,9 @@ until then are whole: every write is atomic).
 
 from __future__ import annotations
 
+import ctypes
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -32,6 +34,50 @@ class Interrupted(LitezooError):
         super().__init__(message or f"stopped by {signal.Signals(self.signum).name}")
 
 
+class _StackT(ctypes.Structure):  # struct stack_t of <signal.h> (Linux)
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+_SS_DISABLE = 2
+_own_signal_stack: ctypes.Array | None = None  # kept alive for the life of the process once installed
+
+
+def _is_mapped(start: int, size: int) -> bool:
+    """Whether [start, start + size) lies in one mapping of this process (/proc/self/maps)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(v, 16) for v in line.split(None, 1)[0].split("-"))
+            if lo <= start and start + size <= hi:
+                return True
+    return False
+
+
+def repair_signal_stack() -> bool:
+    """Give the calling thread a valid alternate signal stack if the one it has was freed; True if repaired.
+
+    Why: Python installs its signal handlers with SA_ONSTACK, so the kernel builds the handler's frame on the
+    thread's alternate signal stack when one is set. OpenVINO's CPU plugin sets one on the thread that compiles a
+    model and later frees that memory; the next signal (Ctrl-C, SIGTERM) then cannot be delivered and the kernel
+    kills the process with SIGSEGV. A valid stack (the usual case, e.g. faulthandler's) is left alone.
+    """
+    global _own_signal_stack
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        current = _StackT()
+        if libc.sigaltstack(None, ctypes.byref(current)) != 0:
+            return False
+        if current.ss_flags & _SS_DISABLE or not current.ss_sp or _is_mapped(current.ss_sp, current.ss_size):
+            return False
+        size = max(int(current.ss_size), 64 * 1024)
+        _own_signal_stack = ctypes.create_string_buffer(size)
+        fresh = _StackT(ctypes.cast(_own_signal_stack, ctypes.c_void_p), 0, size)
+        return libc.sigaltstack(ctypes.byref(fresh), None) == 0
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
 class StopSignals:
     """``with StopSignals() as stop:`` ... ``if stop.requested: ...`` -- see the module docstring."""
 
@@ -45,6 +91,7 @@ class StopSignals:
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+            repair_signal_stack()  # handlers run on this thread's alternate stack: it must exist
             for s in SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
         return self
