@@ -266,10 +266,10 @@ def test_a_bad_epoch_count_is_reported_first_and_alone():
     assert str(info.value) == "invalid config: train.epochs must be ≥ 1, got -1"
 
 
-def test_a_short_run_of_a_recipe_with_warm_up_says_how_to_shorten_it():
+def test_a_warm_up_longer_than_the_run_says_how_to_shorten_it():
     with pytest.raises(InputError, match=r"warmup_epochs \(3.7\) must be less than train.epochs \(1\).*"
                        r"--warmup-epochs 0.23") as info:  # fmt: skip
-        C.resolve("fast_cifar10", {"epochs": "1"})
+        C.resolve("fast_cifar10", {"epochs": "1", "warmup_epochs": "3.7"})  # the caller's own warm-up: not changed
     suggested = str(info.value).rsplit(" ", 1)[1]
     assert C.resolve("fast_cifar10", {"epochs": "1", "warmup_epochs": suggested}).schedule.warmup_epochs == 0.23
 
@@ -400,3 +400,14 @@ def test_recipe_values_match_the_tutorials():
         30,
     )
     assert (squeeze.data.batch_size, squeeze.optim.weight_decay, squeeze.optim.momentum) == (32, 1e-4, 0.9)
+
+
+def test_a_run_shortened_below_the_recipes_warmup_keeps_its_share():
+    # fast_cifar10 warms up for 3.7 of 16 epochs; --epochs 1 cannot hold that: the share is kept, with a warning.
+    with pytest.warns(UserWarning, match=r"warm-up shortened to 0\.231\d epochs"):
+        cfg = C.resolve("fast_cifar10", {"train.epochs": "1"})
+    assert cfg.train.epochs == 1 and cfg.schedule.warmup_epochs == pytest.approx(3.7 / 16, abs=1e-4)
+    # A warm-up that still fits, or one the caller chose, is left alone (and one that does not fit is an error).
+    assert C.resolve("fast_cifar10", {"train.epochs": "8"}).schedule.warmup_epochs == 3.7
+    with pytest.raises(InputError, match="must be less than train.epochs"):
+        C.resolve("fast_cifar10", {"train.epochs": "1", "schedule.warmup_epochs": "3.7"})

@@ -26,6 +26,7 @@ import math
 import os
 import re
 import reprlib
+import warnings
 import types
 import typing
 from dataclasses import dataclass, field
@@ -634,8 +635,33 @@ def resolve(
         path = recipe_path(recipe)
         _apply_sections(cfg, _read_yaml(path), str(path))
     if overrides:
+        recipe_epochs, recipe_warmup = cfg.train.epochs, cfg.schedule.warmup_epochs
+        cfg.schedule.warmup_epochs = _UNSET  # tells whether an override sets the warm-up
         apply_overrides(cfg, overrides)
+        if cfg.schedule.warmup_epochs is _UNSET:
+            cfg.schedule.warmup_epochs = recipe_warmup
+            _shorten_recipe_warmup(cfg, recipe_epochs, recipe_warmup)
     return validate(cfg)
+
+
+_UNSET: Any = object()
+
+
+def _shorten_recipe_warmup(cfg: RunConfig, recipe_epochs: int, recipe_warmup: float) -> None:
+    """A run shortened with --epochs below the recipe's warm-up keeps the warm-up's share of the run.
+
+    E.g. ``--config fast_cifar10 --epochs 1``: the recipe warms up for 3.7 of its 16 epochs, which cannot fit in 1;
+    the warm-up becomes 3.7 * 1/16 = 0.23 epochs, with a warning. A warm-up the caller set, or one that still fits,
+    is left as it is (``validate`` reports one that does not fit).
+    """
+    s, epochs = cfg.schedule, cfg.train.epochs  # (the warm-up is the recipe's: no override set it)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in (epochs, recipe_epochs, recipe_warmup, s.warmup_epochs))  # else validate() says what's wrong
+    if (numbers and isinstance(epochs, int) and 1 <= epochs < recipe_epochs and s.warmup_epochs >= epochs):
+        s.warmup_epochs = round(recipe_warmup * epochs / recipe_epochs, 4)
+        warnings.warn(f"train.epochs={epochs} is shorter than the recipe's {recipe_warmup:g}-epoch warm-up: warm-up "
+                      f"shortened to {s.warmup_epochs:g} epochs (its share of the recipe's {recipe_epochs} epochs)",
+                      stacklevel=3)  # fmt: skip
 
 
 def to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:
