@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from litezoo.data.decode import to_rgb8
 from litezoo.errors import InputError
 from litezoo.machine import cpu_model_and_flags
 
@@ -64,7 +65,7 @@ class Preprocess:
                 im.load()
                 if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                     im = ImageOps.exif_transpose(im)
-                return self.fit(_to_rgb(im))
+                return self.fit(to_rgb8(im)[0])  # the training cache's rule for every Pillow mode
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
             reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"corrupt image ({exc})"
             raise BadImageFile(f"{path}: {reason}") from None
@@ -88,16 +89,6 @@ class Preprocess:
 
 class BadImageFile(Exception):
     """An unreadable image; the message names the file and the reason (it is skipped, not fatal)."""
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")  # transparent pixels hold arbitrary colours: composite onto white
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return im.convert("RGB")
 
 
 # ---------------------------------------------------------------------------------------------------------------
