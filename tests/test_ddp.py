@@ -126,7 +126,8 @@ def test_sigterm_under_torchrun_stops_every_process_at_the_same_step(tmp_path):
     data = make_image_folder(tmp_path / "data")
     driver = tmp_path / "driver.py"
     driver.write_text(STEP_DRIVER)
-    flags = [f"--{k}={v}" for k, v in {**_options(data), "train.epochs": "3"}.items()]
+    epochs = 10  # 40 steps: long enough that the signals land mid-run even on a fast, idle machine
+    flags = [f"--{k}={v}" for k, v in {**_options(data), "train.epochs": str(epochs)}.items()]
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(driver),
            "train", "--out", str(out), "--quiet", *flags]  # fmt: skip
@@ -137,7 +138,7 @@ def test_sigterm_under_torchrun_stops_every_process_at_the_same_step(tmp_path):
             for line in proc.stdout:
                 if line.startswith("PID "):
                     pids.append(int(line.split()[1]))
-                if line.strip() == "STEP 2":  # a process reached step 2 (of 4 per epoch, 12 in all)
+                if line.strip() == "STEP 2":  # a process reached step 2 (of 4 per epoch, 40 in all)
                     for pid in pids:  # one worker first, the other a moment later
                         os.kill(pid, signal.SIGTERM)
                         time.sleep(0.05)
@@ -151,7 +152,7 @@ def test_sigterm_under_torchrun_stops_every_process_at_the_same_step(tmp_path):
     assert len(pids) == 2 and proc.returncode != 0, text + rest
     assert text.count("litezoo train: stopped by SIGTERM at epoch") == 1, text + rest  # rank 0 reports
     saved = ck.load_checkpoint(out / "checkpoints" / "last.pt")
-    assert saved.world_size == 2 and 2 <= saved.step < 12 and len(saved.rng) == 2, (saved.step, text)
+    assert saved.world_size == 2 and 2 <= saved.step < 4 * epochs and len(saved.rng) == 2, (saved.step, text)
     _torchrun(["train", "--resume", str(out), "--quiet"], tmp_path / "resume.log")
     final = ck.load_checkpoint(out / "checkpoints" / "last.pt")
-    assert final.step == 12 and [r["epoch"] for r in final.state["history"]] == [1, 2, 3]
+    assert final.step == 4 * epochs and [r["epoch"] for r in final.state["history"]] == list(range(1, epochs + 1))
