@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -278,3 +280,219 @@ def test_builders_are_keyword_only():
 
     with pytest.raises(TypeError):
         shufflenet_v2_x1_0(10)
+
+
+# ---------------------------------------------------------------- megvii's official V1 release (shuffle_order)
+#
+# A hand-written reference with the module names and forward of megvii-model/ShuffleNet-Series
+# ShuffleNetV1/blocks.py + network.py: branch_main_1 = [1x1 (G)Conv, BN, ReLU, dw 3x3, BN], branch_main_2 =
+# [1x1 GConv, BN]; the shuffle sits between the two (after the depthwise conv), views the channels as (C/g, g)
+# and swaps the axes, and runs whenever g > 1 (also in the first unit, whose 1x1 is dense); a stride-2 unit
+# returns cat(avgpool(x), relu(branch)); bias-free classifier.0.
+
+
+def _megvii_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.reshape(n, c // groups, groups, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
+
+
+class _MegviiV1Block(nn.Module):
+    def __init__(self, inp: int, oup: int, *, group: int, first_group: bool, stride: int):
+        super().__init__()
+        mid = oup // 4
+        outputs = oup - inp if stride == 2 else oup
+        self.stride, self.group = stride, group
+        self.branch_main_1 = nn.Sequential(
+            nn.Conv2d(inp, mid, 1, 1, 0, groups=1 if first_group else group, bias=False), nn.BatchNorm2d(mid),
+            nn.ReLU(), nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid),
+        )  # fmt: skip
+        self.branch_main_2 = nn.Sequential(nn.Conv2d(mid, outputs, 1, 1, 0, groups=group, bias=False), nn.BatchNorm2d(outputs))
+        if stride == 2:
+            self.branch_proj = nn.AvgPool2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.branch_main_1(x)
+        if self.group > 1:
+            y = _megvii_shuffle(y, self.group)
+        y = self.branch_main_2(y)
+        if self.stride == 1:
+            return F.relu(x + y)
+        return torch.cat([self.branch_proj(x), F.relu(y)], 1)
+
+
+class _MegviiV1Net(nn.Module):
+    def __init__(self, channels: list[int], group: int, classes: int = 1000):  # network.py's stage_out_channels[1:]
+        super().__init__()
+        self.first_conv = nn.Sequential(nn.Conv2d(3, channels[0], 3, 2, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU())
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        blocks, inp = [], channels[0]
+        for stage, (repeats, out) in enumerate(zip([4, 8, 4], channels[1:])):
+            for i in range(repeats):
+                blocks.append(_MegviiV1Block(inp, out, group=group, first_group=stage == 0 and i == 0, stride=2 if i == 0 else 1))
+                inp = out
+        self.features = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(nn.Linear(inp, classes, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(self.maxpool(self.first_conv(x)))
+        return self.classifier(x.mean((2, 3)))  # megvii: AvgPool2d(7), the same at 224 px (7x7 maps)
+
+
+def _seeded(module: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Non-trivial weights and BN statistics (the torchvision fixtures' generator), loaded into ``module``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "torchvision" / "make_fixtures.py"
+    spec = importlib.util.spec_from_file_location("make_fixtures", path)
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    own = module.state_dict()
+    state = make.seeded_state_dict(list(own), [tuple(v.shape) for v in own.values()], seed)
+    module.load_state_dict(state)
+    return state
+
+
+def _megvii_table(channels: list[int], group: int, classes: int = 1000) -> dict[str, tuple[int, ...]]:
+    """megvii's V1 state-dict layout written out from network.py / blocks.py with plain loops (no modules)."""
+    table: dict[str, tuple[int, ...]] = {}
+
+    def bn(prefix: str, c: int) -> None:
+        for leaf in ("weight", "bias", "running_mean", "running_var"):
+            table[f"{prefix}.{leaf}"] = (c,)
+        table[f"{prefix}.num_batches_tracked"] = ()
+
+    table["first_conv.0.weight"] = (channels[0], 3, 3, 3)
+    bn("first_conv.1", channels[0])
+    i, inp = 0, channels[0]
+    for stage, (repeats, oup) in enumerate(zip([4, 8, 4], channels[1:])):
+        for u in range(repeats):
+            mid, first_group = oup // 4, stage == 0 and u == 0
+            outputs = oup - inp if u == 0 else oup
+            table[f"features.{i}.branch_main_1.0.weight"] = (mid, inp // (1 if first_group else group), 1, 1)
+            bn(f"features.{i}.branch_main_1.1", mid)
+            table[f"features.{i}.branch_main_1.3.weight"] = (mid, 1, 3, 3)
+            bn(f"features.{i}.branch_main_1.4", mid)
+            table[f"features.{i}.branch_main_2.0.weight"] = (outputs, mid // group, 1, 1)
+            bn(f"features.{i}.branch_main_2.1", outputs)
+            i, inp = i + 1, oup
+    table["classifier.0.weight"] = (classes, inp)
+    return table
+
+
+def test_megvii_shuffle_is_the_inverse_of_the_papers():
+    from litezoo.weights.megvii import megvii_shuffle_order
+
+    for channels, groups in [(12, 3), (60, 3), (48, 8), (24, 2)]:
+        paper, megvii = _reference_shuffle_order(channels, groups), megvii_shuffle_order(channels, groups)
+        x = torch.randn(1, channels, 2, 2)
+        assert torch.equal(_megvii_shuffle(x, groups), x[:, megvii])
+        assert [paper[j] for j in megvii] == list(range(channels))  # one undoes the other
+        assert paper != megvii  # ... and they are not the same permutation (C != g^2)
+
+
+@pytest.mark.parametrize("stride,first_group", [(1, False), (2, False), (2, True)])
+def test_v1_unit_in_megvii_order_matches_megvii_block(stride, first_group):
+    g, inp, oup = 3, (24 if first_group else 48), (96 if stride == 2 else 48)
+    ref = _MegviiV1Block(inp, oup, group=g, first_group=first_group, stride=stride).eval()
+    state = _seeded(ref, seed=3)
+    unit = ShuffleV1Unit(inp, oup, groups=g, stride=stride, first_pw_groups=1 if first_group else g, shuffle_order="megvii")
+    names = {"branch_main_1.0": "pw1.0", "branch_main_1.1": "pw1.1", "branch_main_1.3": "dw.0",
+             "branch_main_1.4": "dw.1", "branch_main_2.0": "pw2.0", "branch_main_2.1": "pw2.1"}  # fmt: skip
+    mapped = {}
+    for key, value in state.items():
+        module, leaf = key.rsplit(".", 1)
+        mapped[f"{names[module]}.{leaf}"] = value
+    # megvii shuffles after the depthwise conv, litezoo before it: the per-channel dw conv + BN take their
+    # channels in megvii's shuffled order. In the first unit litezoo does not shuffle at all (dense 1x1), so the
+    # 1x1's output rows are stored shuffled too.
+    rows = [(o % (oup // 4 // g)) * g + o // (oup // 4 // g) for o in range(oup // 4)]  # megvii's shuffle
+    for key in [k for k in mapped if k.startswith("dw.") or (first_group and k.startswith("pw1."))]:
+        if not key.endswith("num_batches_tracked"):
+            mapped[key] = mapped[key][rows]
+    unit.load_state_dict(mapped)
+    unit.eval()
+    x = torch.rand(2, inp, 9, 9)  # non-negative, as after the previous ReLU
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x), ref(x), atol=1e-5, rtol=1e-5)
+        if not first_group:  # the paper's order on the same weights is another function
+            unit.shuffle_order = "paper"
+            assert not torch.allclose(unit(x), ref(x), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "name,channels,group",
+    [("shufflenet_v1_g3_x1_0", [24, 240, 480, 960], 3), ("shufflenet_v1_g8_x0_5", [16, 192, 384, 768], 8)],
+)
+def test_megvii_v1_release_gives_the_references_outputs(tmp_path, name, channels, group):
+    from litezoo.weights import load_weights
+
+    ref = _MegviiV1Net(channels, group).eval()
+    state = _seeded(ref, seed=11)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = ref(x)
+    path = tmp_path / "snetv1.pth.tar"  # as released: saved from DataParallel, under "state_dict"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    model = litezoo.create_model(name, shuffle_order="megvii").eval()
+    report = load_weights(model, path)
+    assert report.layout == "megvii" and report.head_reset == [] and report.skipped == []
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, atol=1e-4 * max(1.0, expected.abs().max().item()), rtol=1e-4)
+    # A paper-order model with the same weights is a different network (why the option exists).
+    paper = litezoo.create_model(name).eval()
+    paper.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(paper(x), expected, atol=1e-2)
+
+
+def test_megvii_v1_key_and_shape_table_g3_x1_0():
+    """megvii's release layout for g=3 1.0x (written out from network.py) is exactly what the loader reads."""
+    from litezoo.weights.megvii import shufflenet_v1_to_litezoo
+
+    table = _megvii_table([24, 240, 480, 960], 3)
+    assert len(table) == 6 + 16 * 18 + 1  # stem conv + BN, 16 units x (3 convs + 3 BNs), classifier
+    assert table["features.0.branch_main_1.0.weight"] == (60, 24, 1, 1)  # first unit: dense 1x1 (first_group)
+    assert table["features.0.branch_main_2.0.weight"] == (216, 20, 1, 1)  # stride 2: 240 - 24 outputs, g=3
+    assert table["features.4.branch_main_1.0.weight"] == (120, 80, 1, 1)  # stage 3 entry: 240 in, mid 480/4
+    assert table["classifier.0.weight"] == (1000, 960)
+    ref = _MegviiV1Net([24, 240, 480, 960], 3)
+    assert {k: tuple(v.shape) for k, v in ref.state_dict().items()} == table  # the reference has that layout
+
+    read: set[str] = set()
+
+    class Recording(dict):
+        def __getitem__(self, key):
+            read.add(key)
+            return super().__getitem__(key)
+
+    src = Recording({k: torch.zeros(s) for k, s in table.items()})
+    model = litezoo.create_model("shufflenet_v1_g3_x1_0", shuffle_order="megvii")
+    own = model.state_dict()
+    mapped = shufflenet_v1_to_litezoo(src, model)
+    assert read == set(table)  # every tensor of the release is used
+    assert set(mapped) == set(own)  # and every tensor of the model is filled, with its shape
+    assert all(tuple(mapped[k].shape) == tuple(own[k].shape) for k in own)
+    params = sum(math.prod(s) for k, s in table.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    assert _params(model) == params + 1000  # megvii's classifier has no bias; litezoo's has 1000
+
+
+def test_megvii_v1_into_a_paper_order_model_says_how_to_build_the_right_one():
+    from litezoo.errors import InputError
+    from litezoo.weights import load_weights
+
+    state = {k: torch.zeros(s) for k, s in _megvii_table([16, 192, 384, 768], 8).items()}
+    with pytest.raises(InputError, match=r"inverse of litezoo's.*create_model\('shufflenet_v1_g8_x0_5', shuffle_order='megvii'\)"):
+        load_weights(litezoo.create_model("shufflenet_v1_g3_x1_0"), state)
+    with pytest.raises(InputError, match=r"do not fit shufflenet_v1_g3_x1_0: stem\.0\.weight \(16, 3, 3, 3\) in the file"):  # right order, wrong width
+        load_weights(litezoo.create_model("shufflenet_v1_g3_x1_0", shuffle_order="megvii"), state)
+
+
+def test_shuffle_order_keeps_parameters_and_rejects_unknown_orders():
+    for name in ("shufflenet_v1_g3_x1_0", "shufflenet_v1_g8_x1_5_cifar", "shufflenet_v1_g1_x1_0"):
+        paper, megvii = litezoo.create_model(name), litezoo.create_model(name, shuffle_order="megvii")
+        assert {k: v.shape for k, v in paper.state_dict().items()} == {k: v.shape for k, v in megvii.state_dict().items()}
+        assert megvii.shuffle_order == "megvii" and paper.shuffle_order == "paper"
+    assert "shuffle_order" in litezoo.model_info("shufflenet_v1_g3_x1_0").options
+    with pytest.raises(ValueError, match="shuffle_order must be one of .*'paper', 'megvii'.*'tf'"):
+        litezoo.create_model("shufflenet_v1_g3_x1_0", shuffle_order="tf")

@@ -12,6 +12,13 @@ The unit is a ResNet bottleneck made cheap:
 
 Channel widths follow paper Table 1 (1.0x) and scale with the width multiplier. The stem at 0.5x/1.5x/2.0x
 follows the official megvii-model/ShuffleNet-Series code (see ``_STEM_CHANNELS``).
+
+``shuffle_order``: the paper's shuffle (reshape to (g, C/g), transpose, flatten -- ``channel_shuffle``) or the
+official megvii release's, which reshapes to (C/g, g) instead and so applies the *inverse* permutation. Both mix
+every group into every group and train equally well, but weights trained with one do not fit the other: inside
+the grouped 1x1 conv that follows, no re-ordering of weights turns one permutation into the other. Build with
+``shuffle_order="megvii"`` to run megvii's released ImageNet weights (``litezoo.weights.megvii``); the
+parameters are the same tensors either way.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import torch.nn as nn
 from litezoo.layers import ClassifierHead, ConvBNAct, ZooModel, channel_shuffle, init_weights
 from litezoo.registry import register_model
 
+SHUFFLE_ORDERS = ("paper", "megvii")
+
 
 class ShuffleV1Unit(nn.Module):
     """One ShuffleNet unit (paper Fig. 2b for stride 1, Fig. 2c for stride 2).
@@ -30,8 +39,12 @@ class ShuffleV1Unit(nn.Module):
     stride 1: ReLU(x + branch);  stride 2: ReLU(concat(avgpool3x3s2(x), branch)).
     """
 
-    def __init__(self, in_chs: int, out_chs: int, *, groups: int, stride: int, first_pw_groups: int):
+    def __init__(
+        self, in_chs: int, out_chs: int, *, groups: int, stride: int, first_pw_groups: int, shuffle_order: str = "paper"
+    ):
         super().__init__()
+        if shuffle_order not in SHUFFLE_ORDERS:
+            raise ValueError(f"ShuffleV1Unit: shuffle_order must be one of {SHUFFLE_ORDERS}, got {shuffle_order!r}")
         if stride not in (1, 2):
             raise ValueError(f"ShuffleV1Unit: stride must be 1 or 2, got {stride}")
         if stride == 1 and in_chs != out_chs:
@@ -53,6 +66,7 @@ class ShuffleV1Unit(nn.Module):
         # Shuffling after a dense 1x1 conv only relabels its (learned) output channels -- the same function
         # family -- so the shuffle is needed only when this conv is grouped (not in stage 2's first unit).
         self.shuffle_groups = first_pw_groups
+        self.shuffle_order = shuffle_order
         self.dw = ConvBNAct(mid_chs, mid_chs, 3, stride=stride, groups=mid_chs, act=None)  # BN, no ReLU (paper)
         self.pw2 = ConvBNAct(mid_chs, branch_chs, 1, groups=groups, act=None)  # BN, ReLU only after the merge
         self.shortcut = nn.AvgPool2d(kernel_size=3, stride=2, padding=1) if stride == 2 else nn.Identity()
@@ -61,7 +75,10 @@ class ShuffleV1Unit(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, in, H, W) -> (N, out, H/s, W/s)
         y = self.pw1(x)  # (N, mid, H, W)
         if self.shuffle_groups > 1:
-            y = channel_shuffle(y, self.shuffle_groups)
+            # paper: view (g, mid/g) -> transpose; megvii: view (mid/g, g) -> transpose, the inverse permutation,
+            # which is the paper's shuffle with mid/g groups.
+            g = self.shuffle_groups if self.shuffle_order == "paper" else y.shape[1] // self.shuffle_groups
+            y = channel_shuffle(y, g)
         y = self.pw2(self.dw(y))  # (N, branch, H/s, W/s)
         if self.stride == 1:
             out = x + y
@@ -75,6 +92,7 @@ class ShuffleNetV1(ZooModel):
     """Stem (3x3 conv s2 + 3x3 max-pool s2) -> stages 2-4 of ShuffleNet units -> global pool -> FC.
 
     ``small_input=True`` (CIFAR, 32 px): stride-1 stem and no max-pool, so stages 2/3/4 run at 16/8/4 px.
+    ``shuffle_order``: "paper" (default) or "megvii" (the official release's inverse shuffle; module docstring).
     """
 
     def __init__(
@@ -88,13 +106,17 @@ class ShuffleNetV1(ZooModel):
         in_chans: int = 3,
         small_input: bool = False,
         drop_rate: float = 0.0,
+        shuffle_order: str = "paper",
     ):
         super().__init__()
+        if shuffle_order not in SHUFFLE_ORDERS:
+            raise ValueError(f"ShuffleNetV1: shuffle_order must be one of {SHUFFLE_ORDERS}, got {shuffle_order!r}")
         if len(stage_repeats) != len(stage_channels):
             raise ValueError(f"ShuffleNetV1: {len(stage_repeats)} stage repeats but {len(stage_channels)} stage widths")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.groups = groups
+        self.shuffle_order = shuffle_order  # read by litezoo.weights.megvii to check a release fits
 
         self.stem = ConvBNAct(in_chans, stem_channels, 3, stride=1 if small_input else 2)
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -109,7 +131,14 @@ class ShuffleNetV1(ZooModel):
                 first_pw_groups = 1 if (stage_idx == 0 and unit_idx == 0) else groups
                 stride = 2 if unit_idx == 0 else 1
                 units.append(
-                    ShuffleV1Unit(in_chs, out_chs, groups=groups, stride=stride, first_pw_groups=first_pw_groups)
+                    ShuffleV1Unit(
+                        in_chs,
+                        out_chs,
+                        groups=groups,
+                        stride=stride,
+                        first_pw_groups=first_pw_groups,
+                        shuffle_order=shuffle_order,
+                    )
                 )
                 in_chs = out_chs
             stages.append(nn.Sequential(*units))

@@ -8,7 +8,7 @@
   runs code), ``.safetensors`` without litezoo's metadata, or an in-memory ``dict``; wrapped in a ``state_dict``
   or ``model`` key or not, with DataParallel's ``module.`` prefix or not;
 
-detects their layout (litezoo's own names, torchvision's, or megvii's official ShuffleNet V2 release) by
+detects their layout (litezoo's own names, torchvision's, or megvii's official ShuffleNet V1/V2 releases) by
 matching the model's expected keys, and maps them onto the model. Shapes that do not fit are named layer by
 layer. The classifier is the exception: a head for another class count (1000 ImageNet classes into a 2-class
 model) is left at its fresh initialisation and reported -- that is transfer learning's usual first step.
@@ -169,9 +169,9 @@ def to_litezoo_names(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[
             return {ours: state[theirs] for ours, theirs in mapping.items() if theirs in state}, "torchvision"
     found = megvii.signature(keys)
     if found is not None:
+        if family == found == "shufflenet_v1":  # needs a model built with shuffle_order="megvii" (or says so)
+            return megvii.shufflenet_v1_to_litezoo(state, model), "megvii"
         if family != "shufflenet_v2" or found != "shufflenet_v2":
-            if found == "shufflenet_v1":
-                megvii.shufflenet_v2_to_litezoo(state, model)  # raises the reason V1 is not mapped
             raise InputError(f"the weights are megvii's {found} release; they do not fit {model.model_name}")
         return megvii.shufflenet_v2_to_litezoo(state, model), "megvii"
     theirs = tv.signature(keys)
