@@ -43,6 +43,13 @@ def launched_world_size() -> int:
         raise InputError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
 
 
+def under_launcher() -> bool:
+    """Whether a launcher started this process as one of a job's workers (torchrun sets TORCHELASTIC_RUN_ID,
+    also with --nproc-per-node 1; other launchers set WORLD_SIZE > 1). A launcher signals its workers itself, so
+    a worker may receive the same stop signal more than once (litezoo.interrupt)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or launched_world_size() > 1
+
+
 def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun prepared: gloo on CPU, nccl on CUDA (one GPU per process).
 
@@ -75,6 +82,12 @@ def shutdown() -> None:
 
 def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier() -> None:
+    """Wait until every process gets here (nothing in a single process)."""
+    if is_initialized():
+        dist.barrier()
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,13 @@ reads it after each optimizer step -- one attribute read, nothing that slows the
 and exits 128 + the signal number (130 for SIGINT, 143 for SIGTERM). A second signal stops at once:
 KeyboardInterrupt for SIGINT, :class:`Interrupted` without a new checkpoint for SIGTERM (the files written
 until then are whole: every write is atomic).
+
+Under a launcher (torchrun), repeated signals are normal and come from the launcher, not from a person: when
+torchrun is signalled it sends the signal on to every worker (which a scheduler such as SLURM has often
+signalled already), and as soon as one worker exits it sends SIGTERM to all the others -- while they may still
+be writing the checkpoint the job agreed on. There (``repeat_stops_at_once=False``) a repeated signal only
+confirms the stop; the launcher's own SIGKILL after its grace period (30 s for torchrun) is the hard stop. The
+workers are in sessions of their own, so a Ctrl-C typed at the terminal reaches only torchrun, never them.
 """
 
 from __future__ import annotations
@@ -79,36 +86,50 @@ def repair_signal_stack() -> bool:
 
 
 class StopSignals:
-    """``with StopSignals() as stop:`` ... ``if stop.requested: ...`` -- see the module docstring."""
+    """``with StopSignals() as stop:`` ... ``if stop.requested: ...`` -- see the module docstring.
 
-    def __init__(self) -> None:
+    ``install()`` / ``restore()`` do the same as entering / leaving, for a caller that wants the handlers put
+    back at another point than where they were installed (``fit`` restores them last, after the process group
+    is closed). ``repeat_stops_at_once=False`` (under torchrun): later signals only count in ``repeats``.
+    """
+
+    def __init__(self, *, repeat_stops_at_once: bool = True) -> None:
         self.signum: int | None = None  # the first signal received
+        self.repeats = 0  # signals after the first that did not stop at once (repeat_stops_at_once=False)
+        self.repeat_stops_at_once = repeat_stops_at_once
         self._previous: dict[int, Any] = {}
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
 
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+    def install(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread() and not self._previous:  # only there works
             repair_signal_stack()  # handlers run on this thread's alternate stack: it must exist
             for s in SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._restore()
-
-    def _restore(self) -> None:
+    def restore(self) -> None:
+        """Put the previous handlers back (again: nothing)."""
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+    def __enter__(self) -> "StopSignals":
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum  # the loop stops after the current step
             return
-        self._restore()  # a second signal: stop now (a third one gets the previous handlers)
+        if not self.repeat_stops_at_once:
+            self.repeats += 1  # the launcher passing the stop on: the checkpoint being written must be finished
+            return
+        self.restore()  # a second signal: stop now (a third one gets the previous handlers)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Interrupted(signum, message=f"stopped at once by a second {signal.Signals(signum).name}")

@@ -387,6 +387,11 @@ def fit(
     if not dist_info.is_main:
         progress = Progress(quiet=True)
     with contextlib.ExitStack() as stack:
+        # Installed once the run is built (below) but put back last, after the process group is closed: under
+        # torchrun the launcher SIGTERMs the other workers as soon as one exits, and until fit returns that
+        # repeat must find this handler (which only notes it), not the default one (which kills at once).
+        stop = StopSignals(repeat_stops_at_once=not distributed.under_launcher())
+        stack.callback(stop.restore)
         if owns_group:
             stack.callback(distributed.shutdown)
         stack.enter_context(torch_threads(cfg.train.threads))
@@ -407,7 +412,7 @@ def fit(
                 check_run_folder(run_dir)  # no other run wrote checkpoints here since the check before work
         folder = RunFolder(run_dir, run, state)
         stack.callback(folder.close)
-        stop = stack.enter_context(StopSignals())
+        stop.install()
         stack.callback(progress.close)  # first on the way out: no bar left on the line of a message
         return train_loop(run, state, folder, stop, callbacks, progress)
 
@@ -447,6 +452,8 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
             folder.save(run, state, folder.last)
             clock["saved"] = time.perf_counter()
         if signum:
+            distributed.barrier()  # no process leaves before rank 0 has written last.pt (the launcher would
+            # SIGTERM the others as soon as one exits)
             raise interrupted(signum)
 
     stopped_early = False
