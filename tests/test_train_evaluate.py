@@ -177,3 +177,62 @@ def test_constant_predictions_are_flagged():
     assert not mixed.constant_predictions and mixed.to_dict()["constant_predictions"] is False
     single = evaluate(Lookup(table), _batches([2], [2]), num_classes=k)
     assert not single.constant_predictions  # one image says nothing about constancy
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A run trained with a class-names file evaluates without it (issue: eval failed unless the names were given again)
+
+
+def test_match_classes_by_stored_folders_and_for_older_files():
+    from litezoo.errors import InputError
+    from litezoo.evaluate import match_classes
+
+    meta = {"classes": ["tench", "goldfish"], "class_folders": ["n01440764", "n01443537"]}
+    folders = ["n01440764", "n01443537"]
+    assert match_classes(meta, folders, folders, "d") == ["tench", "goldfish"]  # names come from the model
+    assert match_classes(meta, folders, ["fish a", "fish b"], "d", names_given=True) == ["fish a", "fish b"]
+    with pytest.raises(InputError, match=r"class folders \['cat', 'dog'\], but the model was trained on \['n01"):
+        match_classes(meta, ["cat", "dog"], ["tench", "goldfish"], "d")  # same names, other folders: refused
+    older = {"classes": ["tench", "goldfish"]}  # written before class_folders existed: only names to compare
+    assert match_classes(older, folders, ["tench", "goldfish"], "d", names_given=True) == ["tench", "goldfish"]
+    with pytest.raises(InputError, match="pass the same file with --class-names"):
+        match_classes(older, folders, folders, "d")
+    plain = {"classes": ["cat", "dog"]}  # trained on folder names; the data has gained a names file since
+    assert match_classes(plain, ["cat", "dog"], ["Cat", "Dog"], "d") == ["cat", "dog"]
+
+
+@pytest.mark.slow  # trains a run, then evaluates it four times through the CLI
+def test_eval_of_a_run_trained_with_class_names(tmp_path, capsys):
+    """train --class-names FILE, then eval RUN --data FOLDER with no names file: the stored names are used."""
+    import json
+
+    from test_train import make_image_folder
+
+    from litezoo.cli.main import main
+
+    data = make_image_folder(tmp_path / "data", classes=2, train_per_class=8, test_per_class=4)
+    names = tmp_path / "names.txt"
+    names.write_text("class_0\tred things\nclass_1\tgreen things\n", encoding="utf-8")
+    run = tmp_path / "run"
+    common = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["train", "--model", "shufflenet_v2_x0_5_cifar", "--data", str(data), "--out", str(run),
+                 "--epochs", "1", "--batch-size", "8", "--amp", "off", "--device", "cpu", "--threads", "1",
+                 "--quiet", "--class-names", str(names), "--data.cache_dir", str(tmp_path / "cache")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(data), "--device", "cpu", "--json", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [c["class"] for c in report["per_class"]] == ["red things", "green things"]
+    assert report["num_samples"] == 8
+    # The same names file at evaluation is accepted too; other names given now are what the report shows.
+    assert main(["eval", str(run), "--data", str(data), "--device", "cpu", "--json", "--class-names", str(names),
+                 "--out", str(tmp_path / "e1"), *common]) == 0  # fmt: skip
+    assert [c["class"] for c in json.loads(capsys.readouterr().out)["per_class"]] == ["red things", "green things"]
+    other = tmp_path / "other.txt"
+    other.write_text("rot\ngruen\n", encoding="utf-8")
+    assert main(["eval", str(run), "--data", str(data), "--device", "cpu", "--json", "--class-names", str(other),
+                 "--out", str(tmp_path / "e2"), *common]) == 0  # fmt: skip
+    assert [c["class"] for c in json.loads(capsys.readouterr().out)["per_class"]] == ["rot", "gruen"]
+    # Data whose class folders are not the model's is refused in one line (exit 2), whatever it is called.
+    wrong = make_image_folder(tmp_path / "wrong", classes=3, train_per_class=1, test_per_class=2)
+    assert main(["eval", str(run), "--data", str(wrong), "--device", "cpu", *common]) == 2
+    assert "class folders ['class_0', 'class_1', 'class_2'], but the model was trained on" in capsys.readouterr().err

@@ -107,16 +107,20 @@ class ModelMeta:
     classes: list[str]
     mean: list[float]  # per-channel normalisation of the training data
     std: list[float]
+    # The class folders behind ``classes`` (same order; a names file may have renamed them): evaluation matches
+    # a dataset by its folders, so it needs no names file. None in files written before this field existed.
+    class_folders: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str | os.PathLike) -> "ModelMeta":
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d]
+        fields = dataclasses.fields(cls)
+        missing = [f.name for f in fields if f.name not in d and f.default is dataclasses.MISSING]
         if missing:
             raise InputError(f"{where} lacks the model description field(s) {', '.join(missing)}")
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: d[f.name] for f in fields if f.name in d})
 
 
 @dataclass

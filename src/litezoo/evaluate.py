@@ -303,6 +303,37 @@ def load_trained_ensemble(
     return Ensemble([model for model, _ in loaded]).to(device).eval(), meta
 
 
+def match_classes(
+    meta: dict[str, Any], folders: list[str], names: list[str], data: str | os.PathLike, *, names_given: bool = False
+) -> list[str]:
+    """The class names to report when evaluating the model of ``meta`` on a dataset with class ``folders``
+    (sorted, as labels index them) shown as ``names``; InputError when the dataset's classes are not the model's.
+
+    A run trained with a names file (``--class-names``, ``classes.txt``) stores its display names in
+    ``meta["classes"]`` and, since that field exists, the folders behind them in ``meta["class_folders"]``:
+    the folders are then compared, so the same data evaluates without the names file, and the stored names are
+    shown (or ``names`` when ``names_given``: a names file given for this evaluation). Older files have only the
+    names: they must equal the data's display names or its folder names.
+    """
+    trained = list(meta["classes"])
+    stored_folders = meta.get("class_folders")
+    if stored_folders is not None:
+        if list(folders) == list(stored_folders):
+            return list(names) if names_given else trained
+        raise InputError(
+            f"the data at {data} has class folders {list(folders)}, but the model was trained on "
+            f"{list(stored_folders)}"
+        )
+    if list(names) == trained:
+        return trained
+    if list(folders) == trained:  # trained without names; the data has a names file now
+        return list(names) if names_given else trained
+    hint = "" if names_given else (
+        "; if the run was trained with a class-names file, pass the same file with --class-names"
+    )  # fmt: skip
+    raise InputError(f"the data at {data} has classes {list(names)}, but the model was trained on {trained}{hint}")
+
+
 def evaluate_saved(
     target: str | os.PathLike | list[str | os.PathLike],
     data: str | os.PathLike,
@@ -317,11 +348,15 @@ def evaluate_saved(
     cache_dir: str | os.PathLike | None = None,
     limit: int | None = None,
     download: bool = True,
+    class_names: str | os.PathLike | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
     """Evaluate a trained model on ``split`` of ``data`` with the training run's normalisation and image size.
 
     ``target`` may be a list of runs: their :class:`Ensemble` (mean class probabilities) is evaluated.
     ``weights``: auto | raw | ema (:func:`litezoo.checkpoint.load_weights`).
+    ``class_names``: a names file for the class folders (:mod:`litezoo.data.classnames`). Not needed for a run
+    trained with one: the data is matched to the model by :func:`match_classes`, and the report shows the names
+    the model was trained with unless this file gives others.
     """
     dev = resolve_device(device)
     precision = choose_precision(amp, dev)
@@ -331,14 +366,11 @@ def evaluate_saved(
         raise InputError(f"tta_translate must be 0 to {meta['image_size'] - 1} px for {meta['image_size']}px images, "
                          f"got {tta_translate}")  # fmt: skip
     ds = open_dataset(data, split, image_size=meta["image_size"], cache_dir=cache_dir, limit=limit,
-                      download=download)
-    if list(ds.classes) != list(meta["classes"]):
-        raise InputError(
-            f"the data at {data} has classes {ds.classes}, but the model was trained on {meta['classes']}"
-        )
+                      download=download, class_names=class_names)  # fmt: skip
+    classes = match_classes(meta, ds.class_folders, ds.classes, data, names_given=class_names is not None)
     loader = BatchLoader(ds, batch_size, train=False, device=dev, rank=0, world_size=1,
                          mean=tuple(meta["mean"]), std=tuple(meta["std"]))  # fmt: skip
-    result = evaluate(model, loader, num_classes=meta["num_classes"], classes=meta["classes"], tta_flip=tta_flip,
+    result = evaluate(model, loader, num_classes=meta["num_classes"], classes=classes, tta_flip=tta_flip,
                       tta_translate=tta_translate, autocast=lambda: precision_autocast(precision, dev))  # fmt: skip
     info = {"split": ds.split, "data": str(data), "tta_flip": tta_flip, "tta_translate": tta_translate,
             "weights": "ema" if meta.get("ema") else "raw"}  # fmt: skip

@@ -355,6 +355,7 @@ def build_run(
     meta = ckpt_io.ModelMeta(
         model_name=cfg.model.name, num_classes=num_classes, in_chans=cfg.model.in_chans, image_size=image_size,
         classes=classes, mean=[float(v) for v in mean], std=[float(v) for v in std],
+        class_folders=list(train_ds.class_folders),
     )  # fmt: skip
 
     # --- model, precision, EMA -----------------------------------------------------------------------------------

@@ -20,9 +20,11 @@ def register(subparsers) -> None:
         description=(
             "Evaluate the model of a run folder (its model.safetensors, else checkpoints/last.pt), a .pt\n"
             "checkpoint or a .safetensors file on a split of DATA, with the training run's image size and\n"
-            "normalisation. Prints top-1, top-5, per-class accuracy and the confusion matrix; writes\n"
-            "confusion_<split>.png and eval_<split>.json to --out (default: the run folder / the file's folder),\n"
-            "<split> being the split folder actually read (e.g. valid when --split test finds valid/).\n"
+            "normalisation, matching DATA's class folders to the model's (a run trained with a class-names\n"
+            "file needs no names file here). Prints top-1, top-5, per-class accuracy and the confusion\n"
+            "matrix; writes confusion_<split>.png and eval_<split>.json to --out (default: the run folder /\n"
+            "the file's folder), <split> being the split folder actually read (e.g. valid when --split test\n"
+            "finds valid/).\n"
             "Several targets are evaluated as one ensemble (their class probabilities averaged); --out is then\n"
             "required."
         ),
@@ -54,6 +56,9 @@ def register(subparsers) -> None:
                    help="never download a dataset named by --data (cifar10): fail if there is no local copy")
     p.add_argument("--amp", default="off", help="auto | bf16 | fp16 | off (default off: exact fp32 numbers)")
     p.add_argument("--cache-dir", help="decoded-image cache folder (default $LITEZOO_CACHE or ~/.cache/litezoo)")
+    p.add_argument("--class-names", metavar="FILE",
+                   help="names file for DATA's class folders (default: the names the run was trained with; "
+                        "as `litezoo train --class-names`)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         result, info = evaluate_saved(
             targets, args.data, split=args.split, tta_flip=args.tta_flip, tta_translate=args.tta_translate,
             weights=args.weights, batch_size=args.batch_size, device=args.device, amp=args.amp,
-            cache_dir=args.cache_dir, download=not args.no_download,
+            cache_dir=args.cache_dir, download=not args.no_download, class_names=args.class_names,
         )  # fmt: skip
     split = info["split"]  # the split folder actually read: "valid" when --split test found valid/
     views = (["flip"] if args.tta_flip else []) + ([f"translate {args.tta_translate}px"] if args.tta_translate else [])
