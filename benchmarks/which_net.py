@@ -52,6 +52,7 @@ FAMILIES = [
 HEAVY_REFERENCE = "vgg16"  # --with-vgg16: the tutorials' heavy baseline, for scale
 RUNTIMES = ["torch", "ort", "openvino"]
 RUNTIME_LABELS = {"torch": "torch eager", "ort": "ONNX Runtime", "openvino": "OpenVINO"}
+SHORT_RUNTIME = {"torch": "torch", "ort": "ORT", "openvino": "OpenVINO"}
 CIFAR_SUFFIX = "_cifar"
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "which_net.json"
 DEFAULT_CHART = REPO / "docs" / "images" / "which_net.png"
@@ -314,28 +315,54 @@ def plot(result: dict[str, Any], path: Path) -> None:
     front = set(result.get("pareto") or [])
 
     def points(ax, rows, x_of, y_of):
-        for f in rows:
-            x, y = x_of(f), y_of(f)
-            on_front = f["model"] in front
+        xs, ys = [x_of(f) for f in rows], [y_of(f) for f in rows]
+        for f, x, y in zip(rows, xs, ys):
             ax.scatter([x], [y], s=30 + 400 * f["params"] / max(g["params"] for g in fams), alpha=0.6,
-                       color="tab:red" if on_front else "tab:blue", edgecolors="black", linewidths=0.5)
-            ax.annotate(f"{f['model']}\n({RUNTIME_LABELS.get(f['best']['runtime'], f['best']['runtime'])})",
-                        (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+                       color="tab:red" if f["model"] in front else "tab:blue", edgecolors="black", linewidths=0.5)
         ax.grid(True, alpha=0.3)
+        return xs, ys
+
+    def label(ax, rows, xs, ys):
+        """One-line labels placed where they overlap no earlier label (clustered families are common)."""
+        ax.autoscale_view()
+        to_pt = 72.0 / fig.dpi
+        placed: list[tuple[float, float, float, float]] = []
+        order = sorted(range(len(rows)), key=lambda i: (ys[i], xs[i]))
+        for i in order:
+            f = rows[i]
+            text = f"{f['model']} ({SHORT_RUNTIME.get(f['best']['runtime'], f['best']['runtime'])})"
+            w, h = 4.0 * len(text), 9.0  # points at fontsize 7
+            px, py = (v * to_pt for v in ax.transData.transform((xs[i], ys[i])))
+            # right of the point first (left-hand labels run into the y axis), nearest offsets first
+            candidates = [(6, 3), (6, -11), (6, 14), (6, -22), (6, 25), (6, -33), (-6 - w, 3), (-6 - w, -11),
+                          (-6 - w, 14), (-6 - w, -22)]  # fmt: skip
+            dx, dy = candidates[0]
+            for cx, cy in candidates:
+                box = (px + cx, py + cy, px + cx + w, py + cy + h)
+                if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                    dx, dy = cx, cy
+                    break
+            placed.append((px + dx, py + dy, px + dx + w, py + dy + h))
+            far = abs(dy) > 12
+            ax.annotate(text, (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                        arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.5} if far else None)
 
     if with_acc:
         ax = fig.add_subplot(1, panels, 1)
-        points(ax, with_acc, lambda f: f["best"]["median_ms"], lambda f: f["accuracy"]["final_top1"])
+        xs, ys = points(ax, with_acc, lambda f: f["best"]["median_ms"], lambda f: f["accuracy"]["final_top1"])
         ordered = sorted((f for f in with_acc if f["model"] in front), key=lambda f: f["best"]["median_ms"])
         if len(ordered) > 1:
             ax.plot([f["best"]["median_ms"] for f in ordered], [f["accuracy"]["final_top1"] for f in ordered],
                     color="tab:red", linewidth=1, alpha=0.6, label="no other net both faster and more accurate")
             ax.legend(fontsize=7, loc="lower right")
+        if min(xs) > 0 and max(xs) / min(xs) > 20:  # e.g. with --with-vgg16
+            ax.set_xscale("log")
         ax.set_xlabel(f"batch-1 latency at {size} px, fastest runtime (ms)")
         ax.set_ylabel("CIFAR-10 top-1 after the short recipe (%)")
         ax.set_title("Accuracy vs latency (area ∝ params)", fontsize=10)
+        label(ax, with_acc, xs, ys)
     ax = fig.add_subplot(1, panels, panels)
-    points(ax, fams, lambda f: f["macs"] / 1e6, lambda f: f["best"]["median_ms"])
+    xs, ys = points(ax, fams, lambda f: f["macs"] / 1e6, lambda f: f["best"]["median_ms"])
     macs = [f["macs"] for f in fams]
     if min(macs) > 0 and max(macs) / min(macs) > 20:
         ax.set_xscale("log")
@@ -343,6 +370,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_xlabel(f"MACs at {size} px (millions)")
     ax.set_ylabel("batch-1 latency, fastest runtime (ms)")
     ax.set_title("Latency vs MACs: FLOPs are not speed", fontsize=10)
+    label(ax, fams, xs, ys)
     m = result["machine"]
     fig.suptitle(f"{m['cpu_model']}, {m['cpus_usable']} CPUs, {','.join(map(str, result['settings']['threads']))}"
                  f" thread(s), fp32" + (" (CPU shared)" if result["cpu_shared"] else ""), fontsize=9)
