@@ -2,13 +2,20 @@
 
 Checkpoints and weight files given to litezoo may come from strangers, and unpickling arbitrary objects runs
 code. The check parses every Python file of the tree and inspects each call of ``torch.load`` (also when
-imported under another name, ``from torch import load``).
+imported under another name, ``from torch import load``), and the library's one loader,
+``litezoo.safeload.safe_torch_load``, is checked on missing, damaged and pickled files.
 """
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
+import torch
+
+from litezoo.errors import InputError
+from litezoo.safeload import safe_torch_load
 
 REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("src", "benchmarks", "tests", "examples", "scripts")
@@ -51,5 +58,82 @@ def test_every_torch_load_passes_weights_only_true():
             calls += 1
             if not safe:
                 unsafe.append(f"{path.relative_to(REPO)}:{line}")
-    assert calls >= 3  # checkpoint.py loads in two places; tests read raw files too
+    assert calls >= 3  # the library loads in one place (safeload.py); tests read raw files too
     assert not unsafe, f"torch.load without weights_only=True at {', '.join(unsafe)}"
+
+
+def test_the_library_loads_torch_files_in_one_place():
+    """Every library read goes through litezoo.safeload, so every unusable file gets the same one-line errors."""
+    src = REPO / "src" / "litezoo"
+    places = {path.relative_to(src).as_posix() for path in sorted(src.rglob("*.py"))
+              if torch_load_calls(path.read_text(encoding="utf-8"))}  # fmt: skip
+    assert places == {"safeload.py"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# safe_torch_load: one InputError line naming the file, what it is and the cause
+
+
+class _Payload:
+    """Runs code when unpickled without weights_only."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _damaged_files(tmp_path: Path) -> dict[str, Path]:
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.arange(1000.0)}, good)
+    data = good.read_bytes()
+    files = {"truncated": data[: len(data) // 2], "empty": b"", "text": b"epochs: 3\n", "garbage": bytes(range(256))}
+    for name, blob in files.items():
+        (tmp_path / f"{name}.pt").write_bytes(blob)
+    return {name: tmp_path / f"{name}.pt" for name in files}
+
+
+def test_safe_torch_load_reads_plain_data(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.arange(3.0), "epoch": 2, "names": ["a"]}, path)
+    state = safe_torch_load(path, "checkpoint")
+    assert torch.equal(state["w"], torch.arange(3.0)) and state["epoch"] == 2 and state["names"] == ["a"]
+
+
+def test_safe_torch_load_names_file_what_and_cause(tmp_path):
+    with pytest.raises(InputError, match=r"^weights file .*nope\.pth does not exist$"):
+        safe_torch_load(tmp_path / "nope.pth", "weights file")
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        safe_torch_load(tmp_path, "checkpoint")
+    for name, path in _damaged_files(tmp_path).items():
+        with pytest.raises(InputError) as err:
+            safe_torch_load(path, "checkpoint")
+        msg = str(err.value)
+        assert msg.startswith(f"checkpoint {path} is truncated or corrupt, or not a PyTorch file ("), (name, msg)
+        assert "\n" not in msg and not msg.endswith("()"), (name, msg)  # one line, with a cause
+
+
+def test_safe_torch_load_refuses_pickled_code(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": _Payload()}, path)
+    with pytest.raises(InputError, match=r"^weights file .*evil\.pt holds pickled Python objects, .*refused"):
+        safe_torch_load(path, "weights file")
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_damaged_hint_is_asked_only_for_damaged_files(tmp_path):
+    asked = []
+
+    def hint(path: Path) -> str:
+        asked.append(path)
+        return "; see the newer one"
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "ok.pt")
+    torch.save({"x": _Payload()}, tmp_path / "evil.pt")
+    safe_torch_load(tmp_path / "ok.pt", "checkpoint", damaged_hint=hint)
+    for path in (tmp_path / "evil.pt", tmp_path / "missing.pt"):
+        with pytest.raises(InputError):
+            safe_torch_load(path, "checkpoint", damaged_hint=hint)
+    assert asked == []
+    cut = _damaged_files(tmp_path)["truncated"]
+    with pytest.raises(InputError, match=r"\); see the newer one$"):
+        safe_torch_load(cut, "checkpoint", damaged_hint=hint)
+    assert asked == [cut]

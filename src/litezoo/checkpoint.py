@@ -35,7 +35,6 @@ import errno
 import io
 import json
 import os
-import pickle
 import random
 import re
 import shutil
@@ -51,6 +50,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from litezoo.errors import InputError, WorkError
 from litezoo.fsutil import atomic_write_bytes
+from litezoo.safeload import first_line, safe_torch_load
 
 FORMAT = "litezoo-checkpoint"
 VERSION = 2  # 1: one flat dict (read by Checkpoint.from_dict); 2: the Checkpoint dataclass below
@@ -235,24 +235,6 @@ def save_checkpoint(ckpt: Checkpoint, *paths: str | os.PathLike) -> list[Path]:
     return [write_file(data, p) for p in paths]
 
 
-def _read(path: Path, map_location: str | torch.device = "cpu") -> Any:
-    """The file's contents, loaded without executing code; InputError for a missing, pickled or damaged file."""
-    if not path.is_file():
-        raise InputError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
-            raise InputError(
-                f"checkpoint {path} contains pickled Python objects and will not be loaded "
-                "(litezoo only loads plain tensors and containers, so that loading never runs code)"
-            ) from None
-        raise InputError(f"checkpoint {path} is corrupt ({_first_line(exc)}){_last_good_hint(path)}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        why = _first_line(exc) or type(exc).__name__
-        raise InputError(f"checkpoint {path} is truncated or corrupt ({why}){_last_good_hint(path)}") from None
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load a litezoo checkpoint (format version 1 or 2) without executing code.
 
@@ -260,12 +242,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     corrupt file (naming the newest good checkpoint beside it), or a file that is not a litezoo checkpoint.
     """
     path = Path(path)
-    return Checkpoint.from_dict(_read(path, map_location), path)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else ""
+    return Checkpoint.from_dict(safe_torch_load(path, "checkpoint", map_location, damaged_hint=_last_good_hint), path)
 
 
 def _last_good_hint(bad: Path) -> str:
@@ -288,7 +265,7 @@ def last_good_checkpoint(folder: str | os.PathLike, exclude: Path | None = None)
         if p.suffix != ".pt" or not p.is_file() or (exclude is not None and p.resolve() == exclude.resolve()):
             continue
         try:
-            step = Checkpoint.from_dict(torch.load(p, map_location="cpu", weights_only=True), p).step
+            step = Checkpoint.from_dict(safe_torch_load(p, "checkpoint"), p).step
         except Exception:  # noqa: BLE001 — any failure means "not good"
             continue
         key = (step, 2 if _EPOCH_RE.match(p.name) else int(p.name == LAST))
@@ -401,8 +378,9 @@ def export_safetensors(
     return write_file(safetensors_bytes(tensors, metadata=meta), path)
 
 
-def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and litezoo metadata (model name, classes, mean/std, …) from a safetensors file."""
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Weights and litezoo metadata (model name, classes, mean/std, …) from a safetensors file; the metadata is
+    None for a file litezoo did not write."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"weights file {path} does not exist")
@@ -411,10 +389,16 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             raw = (f.metadata() or {}).get("litezoo")
         tensors = load_safetensors_file(str(path))
     except Exception as exc:  # noqa: BLE001 — safetensors raises its own error types
-        raise InputError(f"weights file {path} is truncated or corrupt ({_first_line(exc)})") from None
-    if raw is None:
+        raise InputError(f"weights file {path} is truncated or corrupt ({first_line(exc)})") from None
+    return tensors, None if raw is None else json.loads(raw)
+
+
+def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and litezoo metadata (model name, classes, mean/std, …) from a safetensors file litezoo wrote."""
+    tensors, meta = read_safetensors(path)
+    if meta is None:
         raise InputError(f"{path} has no litezoo metadata (model name, classes); was it written by litezoo?")
-    return tensors, json.loads(raw)
+    return tensors, meta
 
 
 # ---------------------------------------------------------------------------------------------------------------

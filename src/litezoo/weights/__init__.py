@@ -19,7 +19,6 @@ model) is left at its fresh initialisation and reported -- that is transfer lear
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import torch.nn as nn
 from litezoo import checkpoint as ckpt_io
 from litezoo.errors import InputError
 from litezoo.registry import create_model, model_info
+from litezoo.safeload import safe_torch_load
 from litezoo.weights import megvii
 from litezoo.weights import torchvision as tv
 
@@ -73,39 +73,13 @@ def read_state_dict(source: str | os.PathLike | dict) -> tuple[dict[str, torch.T
         tensors, meta = ckpt_io.load_weights(path)  # a litezoo run folder
         return dict(tensors), str(path), meta
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
-            raise InputError(
-                f"weights file {path} holds pickled Python objects, not a plain state dict: refused, since "
-                "loading it could run code (re-save it with torch.save(model.state_dict(), ...))"
-            ) from None
-        raise InputError(f"weights file {path} is corrupt ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise InputError(f"weights file {path} is truncated or not a PyTorch file ({_first_line(exc)})") from None
+        tensors, meta = ckpt_io.read_safetensors(path)  # meta: None unless litezoo wrote the file
+        return dict(tensors), str(path), meta
+    state = safe_torch_load(path, "weights file")
     if isinstance(state, dict) and state.get("format") == ckpt_io.FORMAT:
         tensors, meta = ckpt_io.load_weights(path)  # a litezoo run checkpoint: the evaluated weights
         return dict(tensors), str(path), meta
     return _unwrap(state, str(path)), str(path), None
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str, dict[str, Any] | None]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            has_meta = "litezoo" in (f.metadata() or {})
-        if has_meta:
-            tensors, meta = ckpt_io.load_safetensors(path)
-            return dict(tensors), str(path), meta
-        return load_file(str(path)), str(path), None
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 — safetensors raises its own error types
-        raise InputError(f"weights file {path} is truncated or corrupt ({_first_line(exc)})") from None
 
 
 def _unwrap(state: Any, where: str) -> dict[str, torch.Tensor]:
@@ -121,11 +95,6 @@ def _unwrap(state: Any, where: str) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return dict(state)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------------------------
