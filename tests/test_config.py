@@ -325,6 +325,11 @@ _DOCUMENTED = {
     "fast_cifar10_avx2",
     "light_cifar10",
     "squeezenet_finetune",
+    "shufflenet_v2_finetune",
+    "efficientnet_finetune",
+    "mobilenet_v2_finetune",
+    "mobilenet_v3_finetune",
+    "vgg_finetune",
 }
 _SHIPPED = C.list_recipes()
 

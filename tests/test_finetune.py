@@ -155,6 +155,70 @@ def test_vgg16_recipe_with_torchvision_file(tmp_path):
     assert torch.equal(tuned["features.41.running_mean"], ref["features.41.running_mean"])
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The finetune recipes: each resolves, builds its network from ImageNet-layout weights and trains two steps
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# recipe -> the variant trained here and the torchvision fixture it starts from. Where the recipe's own variant
+# has no fixture, the fixture's variant of the same family (same key mapping) stands in for it; a family whose
+# fixture is not made yet starts from a fresh model saved in litezoo's format instead.
+RECIPE_CASES = {
+    "squeezenet_finetune": "squeezenet1_1",
+    "shufflenet_v2_finetune": "shufflenet_v2_x0_5",
+    "efficientnet_finetune": "efficientnet_b0",
+    "mobilenet_v2_finetune": "mobilenet_v2_x1_0",
+    "mobilenet_v3_finetune": "mobilenet_v3_large_x1_0",
+    "vgg_finetune": "vgg11_bn",  # 133 M parameters even at 11 layers: the slow one
+}
+
+
+@pytest.mark.parametrize(
+    "recipe", [pytest.param(r, marks=pytest.mark.slow) if r.startswith("vgg") else r for r in RECIPE_CASES]
+)
+def test_finetune_recipe_trains_from_pretrained_weights(recipe, tmp_path):
+    variant = RECIPE_CASES[recipe]
+    shipped = resolve(recipe)
+    # What every finetune recipe promises: ImageNet's input statistics and resolution, the whole network
+    # training with the pretrained part slower than the fresh classifier, and a network of the stated family.
+    assert shipped.data.image_size == 224 and shipped.model.freeze == "none"
+    assert shipped.data.mean == pytest.approx(IMAGENET_MEAN) and shipped.data.std == pytest.approx(IMAGENET_STD)
+    assert 0 < shipped.optim.backbone_lr_scale < 1
+    assert litezoo.model_info(shipped.model.name).family == litezoo.model_info(variant).family
+
+    if (FIXTURES / f"{variant}.pt").exists():
+        state, layout = _fixture_state(variant), "torchvision"
+    else:
+        torch.manual_seed(1)
+        state, layout = litezoo.create_model(variant).state_dict(), "litezoo"
+    weights = tmp_path / "imagenet.pth"
+    torch.save(state, weights)
+    del state
+    start = litezoo.create_model(variant, num_classes=3)
+    assert load_weights(start, weights).layout == layout
+    data = _folder(tmp_path / "three")
+    cfg = resolve(recipe, {"data.path": str(data), "data.cache_dir": str(tmp_path / "cache"), "model.name": variant,
+                           "model.init_from": str(weights), "data.image_size": 32, "data.batch_size": 8,
+                           "data.eval_batch_size": 12, "data.limit_train": 16, "train.epochs": 1, "train.amp": "off",
+                           "train.device": "cpu", "train.threads": 1})  # fmt: skip
+    assert (cfg.optim.lr, cfg.optim.backbone_lr_scale) == (shipped.optim.lr, shipped.optim.backbone_lr_scale)
+    fit(cfg, tmp_path / "run", progress=Progress(quiet=True))
+    from litezoo.checkpoint import load_safetensors
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2  # 16 images / batch 8
+    tuned, meta = load_safetensors(tmp_path / "run" / "model.safetensors")
+    assert meta["num_classes"] == 3 and meta["mean"] == pytest.approx(IMAGENET_MEAN)
+    head = classifier_keys(start)
+    params = dict(start.named_parameters())
+    assert all(tuned[k].shape[0] == 3 for k in head)  # a fresh 3-way classifier (the file's has 1000 classes)
+    # The backbone started from the file and moved a little (lr * backbone_lr_scale, two steps): a run that
+    # ignored the weights would sit a whole random initialisation away (relative change ~1.4).
+    body = [k for k in params if k not in head]
+    delta = torch.sqrt(sum(((tuned[k].float() - params[k].detach()) ** 2).sum() for k in body))
+    norm = torch.sqrt(sum((params[k].detach() ** 2).sum() for k in body))
+    assert 0 < delta / norm < 0.05
+
+
 def test_head_on_cached_features_matches_the_model():
     torch.manual_seed(0)
     model = litezoo.create_model("squeezenet1_1", num_classes=3)
@@ -193,6 +257,34 @@ def test_cli_bad_weights_and_one_class_folder(tmp_path, capsys):
                  "--batch-size", "4", "--device", "cpu", "--image-size", "32", "--cache-dir", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "one class" in err[0]
+
+
+def test_cli_megvii_shufflenet_v1_file_names_the_model_to_build(tmp_path, capsys):
+    """litezoo train builds the paper's shuffle order; megvii's V1 release needs the other one: one line, exit 2."""
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in litezoo.create_model("shufflenet_v1_g3_x0_5").state_dict().items()}
+    names = {"stem.0": "first_conv.0", "stem.1": "first_conv.1", "head.fc": "classifier.0"}
+    state = {}
+    for key, shape in shapes.items():  # megvii's names (ShuffleNetV1/network.py), litezoo's shapes
+        module, leaf = key.rsplit(".", 1)
+        if module.startswith("stages."):
+            _, s, u, part, idx = module.split(".")
+            unit = sum((4, 8, 4)[: int(s)]) + int(u)
+            module = f"features.{unit}." + {"pw1.0": "branch_main_1.0", "pw1.1": "branch_main_1.1", "dw.0": "branch_main_1.3",
+                                            "dw.1": "branch_main_1.4", "pw2.0": "branch_main_2.0", "pw2.1": "branch_main_2.1"}[f"{part}.{idx}"]  # fmt: skip
+        elif module == "head.fc" and leaf == "bias":
+            continue  # megvii's classifier has no bias
+        else:
+            module = names[module]
+        state[f"module.{module}.{leaf}"] = torch.zeros(shape, dtype=torch.long if leaf == "num_batches_tracked" else torch.float32)
+    path = tmp_path / "megvii_v1.pth.tar"
+    torch.save({"state_dict": state}, path)
+    data = _folder(tmp_path / "three")
+    assert main(["train", "--model", "shufflenet_v1_g3_x0_5", "--init-from", str(path), "--out", str(tmp_path / "run"),
+                 "--data", str(data), "--epochs", "1", "--device", "cpu", "--image-size", "32",
+                 "--cache-dir", str(tmp_path / "cache")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "create_model('shufflenet_v1_g3_x0_5', shuffle_order='megvii')" in err[0]
 
 
 def test_cli_cache_features(tmp_path, capsys):
