@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import litezoo
-from litezoo.config import OptimConfig
+from litezoo.config import OptimConfig, resolve
 from litezoo.models import squeezenet
 from litezoo.models.squeezenet import Fire
+from litezoo.schedules import build_optimizer, build_scheduler
 
 
 FIRES = [f"fire{i}" for i in range(2, 10)]
@@ -161,8 +165,10 @@ def test_cifar_form_keeps_resolution(name: str) -> None:
         assert big.forward_features(torch.randn(1, 3, 224, 224)).shape[-2:] == (13, 13)
 
 
-def _weakly_separable_images(n: int, side: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two classes told apart only by which half of the image is slightly brighter (+0.2 under unit noise).
+def _weakly_separable_images(
+    n: int, side: int, generator: torch.Generator, signal: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes told apart only by which half of the image is slightly brighter (+signal under unit noise).
 
     The weak signal stands in for real photos: the features need some steps to separate the classes, and
     during those steps the final ReLU must not die.
@@ -170,8 +176,8 @@ def _weakly_separable_images(n: int, side: int, generator: torch.Generator) -> t
     y = torch.arange(n) % 2
     x = torch.randn(n, 3, side, side, generator=generator)
     half = side // 2
-    x[y == 0, :, :, :half] += 0.2
-    x[y == 1, :, :, half:] += 0.2
+    x[y == 0, :, :, :half] += signal
+    x[y == 1, :, :, half:] += signal
     return x, y
 
 
@@ -210,3 +216,80 @@ def test_trains_from_scratch_without_a_dead_final_relu() -> None:
     assert out.std(dim=0).min() > 1e-3, f"outputs are constant over the inputs: {out[:4].tolist()}"
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.3, f"loss did not fall ({first:.4f} -> {last:.4f})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The default recipe (issue: `litezoo train --model squeezenet1_1` with no lr diverged at the generic lr 0.1)
+
+
+def _resolve_quietly(recipe=None, overrides=None):
+    """``resolve`` where any warning fails the test: an lr the caller chose is used without a word."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return resolve(recipe, overrides)
+
+
+def test_no_lr_set_gives_squeezenet_its_own_lr_and_warm_up_with_a_warning() -> None:
+    generic = OptimConfig().lr
+    said = (rf"squeezenet1_1: no learning rate set, so training uses optim.lr 0.01 with a 2-epoch warm-up instead "
+            rf"of the generic optim.lr {generic:g}: .*BatchNorm")
+    with pytest.warns(UserWarning, match=said):
+        cfg = resolve(None, {"model": "squeezenet1_1"})
+    assert (cfg.optim.lr, cfg.schedule.warmup_epochs, cfg.train.epochs) == (0.01, 2.0, 30)
+    with pytest.warns(UserWarning, match="0.6-epoch warm-up"):  # a short run warms up for a share of it
+        assert resolve(None, {"model": "squeezenet1_0_cifar", "epochs": 3}).schedule.warmup_epochs == 0.6
+    with pytest.warns(UserWarning, match=r"uses optim.lr 0.01 instead"):  # the caller's warm-up is kept
+        assert resolve(None, {"model": "squeezenet1_1", "warmup_epochs": 0.5}).schedule.warmup_epochs == 0.5
+    with pytest.warns(UserWarning, match=r"uses optim.lr 0.01 instead"):  # onecycle warms up by itself
+        assert resolve(None, {"model": "squeezenet1_1", "schedule": "onecycle"}).schedule.warmup_epochs == 0
+    # An lr from a flag or a recipe is the caller's choice: used as given, nothing said.
+    explicit = _resolve_quietly(None, {"model": "squeezenet1_1", "lr": "0.1"})
+    assert (explicit.optim.lr, explicit.schedule.warmup_epochs) == (0.1, 0.0)
+    assert _resolve_quietly("squeezenet_cifar10").optim.lr == 0.01  # the recipe's own lr and 5-epoch warm-up
+    assert _resolve_quietly("squeezenet_cifar10").schedule.warmup_epochs == 5
+    assert _resolve_quietly(None, {"model": "squeezenet1_1", "optimizer": "adamw"}).optim.lr == generic  # SGD only
+    assert _resolve_quietly(None, {"model": "shufflenet_v2_x0_5"}).optim.lr == generic  # other models: generic
+
+
+def _train_steps(
+    lr_overrides: dict, steps_per_epoch: int = 4, epochs: int = 3, stop_after: int | None = None
+) -> tuple[list[float], torch.Tensor]:
+    """SqueezeNet 1.1 trained by the resolved recipe (optimiser, schedule with warm-up) on 32 px synthetic
+    two-class images, batch 32 to keep it fast (the lr is not rescaled by batch size, so it is the recipe's lr at
+    a noisier batch); the per-step losses and the trained model's logits on 128 images."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the model-default warning is tested above
+        cfg = resolve(None, {"model": "squeezenet1_1", "epochs": epochs, "batch_size": 32, **lr_overrides})
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x, y = _weakly_separable_images(256, 32, gen, signal=0.5)
+    model = litezoo.create_model("squeezenet1_1", num_classes=2)
+    opt = build_optimizer(model, cfg.optim)
+    sched = build_scheduler(opt, cfg.schedule, epochs * steps_per_epoch, steps_per_epoch)
+    losses = []
+    for _ in range(stop_after or epochs * steps_per_epoch):
+        idx = torch.randperm(len(x), generator=gen)[: cfg.data.batch_size]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        return losses, model(x[:128])  # (128, 2)
+
+
+def test_default_recipe_trains_from_scratch_without_diverging() -> None:
+    """A few steps of `litezoo train --model squeezenet1_1` with no lr set: finite loss, inputs told apart.
+
+    The schedule is squeezed into 12 steps so that the peak lr (after a 0.6-epoch warm-up) is reached. The
+    generic lr 0.1 on the same data is the control: its first steps leave the network with constant outputs.
+    """
+    losses, out = _train_steps({})
+    assert all(math.isfinite(v) for v in losses), losses
+    assert out.std(dim=0).min() > 1e-3, f"outputs are constant over the inputs: {out[:4].tolist()}"
+    assert len(set(out.argmax(dim=1).tolist())) == 2, "every input gets the same class"
+    losses, out = _train_steps({"lr": 0.1}, stop_after=3)
+    dead = not all(math.isfinite(v) for v in losses) or out.std(dim=0).min() <= 1e-3
+    assert dead, "the generic lr 0.1 no longer breaks SqueezeNet: is the model default still needed?"

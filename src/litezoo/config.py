@@ -12,6 +12,10 @@ Strings are parsed to the field's type: ``int``, ``float`` (``4e-5``), ``bool`` 
 ``none``/``null`` for optional fields, tuples as ``0.3,0.6,0.8``. Unknown keys are errors that suggest the
 closest valid key; ``validate`` then checks ranges and choices. All of these raise :class:`InputError`.
 
+A model that does not train with the generic optimiser defaults (SqueezeNet: no BatchNorm) has its own lr and
+warm-up in :data:`MODEL_LR_DEFAULTS`; :func:`resolve` uses them, with a warning, only when neither the recipe nor
+an override sets ``optim.lr`` (the warm-up only when none is set either).
+
 Fields added beyond the original schema: ``model.init_from`` and ``model.freeze_features`` (the transfer set-up
 of the dogs-vs-cats recipe), ``schedule.base_momentum`` and ``schedule.max_momentum`` (the one-cycle momentum
 range, torch's defaults).
@@ -629,11 +633,20 @@ def _read_yaml(path: str | os.PathLike | Traversable) -> Any:
 def resolve(
     recipe: str | os.PathLike | None = None, overrides: Mapping[str, str | object] | None = None
 ) -> RunConfig:
-    """Defaults <- YAML recipe <- overrides, then :func:`validate`. Any problem -> InputError."""
+    """Defaults <- YAML recipe <- overrides, then :func:`validate`. Any problem -> InputError.
+
+    When neither the recipe nor an override sets ``optim.lr``, a model listed in :data:`MODEL_LR_DEFAULTS` gets
+    its own lr (and warm-up, unless one is set) instead of the generic default, with a warning saying so.
+    """
     cfg = RunConfig()
+    cfg.optim.lr = _UNSET  # tells whether the recipe or an override sets the lr
+    cfg.schedule.warmup_epochs = _UNSET  # ... and the warm-up
     if recipe is not None:
         path = recipe_path(recipe)
         _apply_sections(cfg, _read_yaml(path), str(path))
+    warmup_set = cfg.schedule.warmup_epochs is not _UNSET
+    if not warmup_set:
+        cfg.schedule.warmup_epochs = ScheduleConfig.warmup_epochs
     if overrides:
         recipe_epochs, recipe_warmup = cfg.train.epochs, cfg.schedule.warmup_epochs
         cfg.schedule.warmup_epochs = _UNSET  # tells whether an override sets the warm-up
@@ -641,10 +654,52 @@ def resolve(
         if cfg.schedule.warmup_epochs is _UNSET:
             cfg.schedule.warmup_epochs = recipe_warmup
             _shorten_recipe_warmup(cfg, recipe_epochs, recipe_warmup)
+        else:
+            warmup_set = True
+    if cfg.optim.lr is _UNSET:
+        cfg.optim.lr = OptimConfig.lr
+        validate(cfg)  # a bad config is reported as it is, before any model default is applied
+        _apply_model_lr_default(cfg, warmup_set)
     return validate(cfg)
 
 
 _UNSET: Any = object()
+
+# Model families that do not train with the generic optimiser defaults (SGD lr 0.1, no warm-up), and what
+# `resolve` uses instead when neither a recipe nor a flag sets optim.lr: (model-name prefix, lr, warm-up epochs,
+# why). Keyed by name, so resolving a config imports no model (no torch); the model files give the evidence.
+MODEL_LR_DEFAULTS: tuple[tuple[str, float, float, str], ...] = (
+    ("squeezenet", 0.01, 2.0, "it has no BatchNorm and SGD at the generic lr 0.1 makes it diverge "
+                              "(litezoo.models.squeezenet)"),
+)  # fmt: skip
+MODEL_WARMUP_SHARE = 0.2  # a run shorter than 5x the model's warm-up warms up for this share of its epochs
+
+
+def model_lr_default(model_name: str) -> tuple[float, float, str] | None:
+    """``(lr, warm-up epochs, why)`` that ``model_name`` trains with when no lr is set; None: the generic ones."""
+    for prefix, lr, warmup, why in MODEL_LR_DEFAULTS:
+        if model_name.startswith(prefix):
+            return lr, warmup, why
+    return None
+
+
+def _apply_model_lr_default(cfg: RunConfig, warmup_set: bool) -> None:
+    """No lr was set: the model's own (see MODEL_LR_DEFAULTS), with its warm-up unless one was set; says so.
+
+    Only for SGD, which the numbers were measured with; onecycle has its own warm-up (schedule.pct_start).
+    """
+    default = model_lr_default(cfg.model.name)
+    if default is None or cfg.optim.name != "sgd":
+        return
+    lr, warmup, why = default
+    cfg.optim.lr = lr
+    said = f"optim.lr {lr:g}"
+    if not warmup_set and cfg.schedule.name != "onecycle":
+        cfg.schedule.warmup_epochs = round(min(warmup, MODEL_WARMUP_SHARE * cfg.train.epochs), 4)
+        said += f" with a {cfg.schedule.warmup_epochs:g}-epoch warm-up"
+    warnings.warn(f"{cfg.model.name}: no learning rate set, so training uses {said} instead of the generic "
+                  f"optim.lr {OptimConfig.lr:g}: {why}; set --lr (and --warmup-epochs) to choose",
+                  stacklevel=3)  # fmt: skip
 
 
 def _shorten_recipe_warmup(cfg: RunConfig, recipe_epochs: int, recipe_warmup: float) -> None:
@@ -754,6 +809,8 @@ __all__ = [
     "recipe_path",
     "list_recipes",
     "resolve",
+    "MODEL_LR_DEFAULTS",
+    "model_lr_default",
     "to_dict",
     "from_dict",
     "save_yaml",
