@@ -264,19 +264,21 @@ def test_cli_megvii_shufflenet_v1_file_names_the_model_to_build(tmp_path, capsys
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in litezoo.create_model("shufflenet_v1_g3_x0_5").state_dict().items()}
     names = {"stem.0": "first_conv.0", "stem.1": "first_conv.1", "head.fc": "classifier.0"}
+    parts = {"pw1.0": "branch_main_1.0", "pw1.1": "branch_main_1.1", "dw.0": "branch_main_1.3", "dw.1": "branch_main_1.4",
+             "pw2.0": "branch_main_2.0", "pw2.1": "branch_main_2.1"}  # fmt: skip
     state = {}
     for key, shape in shapes.items():  # megvii's names (ShuffleNetV1/network.py), litezoo's shapes
         module, leaf = key.rsplit(".", 1)
         if module.startswith("stages."):
             _, s, u, part, idx = module.split(".")
             unit = sum((4, 8, 4)[: int(s)]) + int(u)
-            module = f"features.{unit}." + {"pw1.0": "branch_main_1.0", "pw1.1": "branch_main_1.1", "dw.0": "branch_main_1.3",
-                                            "dw.1": "branch_main_1.4", "pw2.0": "branch_main_2.0", "pw2.1": "branch_main_2.1"}[f"{part}.{idx}"]  # fmt: skip
+            module = f"features.{unit}.{parts[f'{part}.{idx}']}"
         elif module == "head.fc" and leaf == "bias":
             continue  # megvii's classifier has no bias
         else:
             module = names[module]
-        state[f"module.{module}.{leaf}"] = torch.zeros(shape, dtype=torch.long if leaf == "num_batches_tracked" else torch.float32)
+        dtype = torch.long if leaf == "num_batches_tracked" else torch.float32
+        state[f"module.{module}.{leaf}"] = torch.zeros(shape, dtype=dtype)
     path = tmp_path / "megvii_v1.pth.tar"
     torch.save({"state_dict": state}, path)
     data = _folder(tmp_path / "three")
