@@ -96,6 +96,17 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
+def maybe_dropout(p: float) -> nn.Module:
+    """``nn.Dropout(p)``, or ``nn.Identity()`` for p = 0: no no-op layer in the graph (exports, profiles)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+def linear_classifier(in_features: int, num_classes: int, *, bias: bool = True) -> nn.Module:
+    """A head's last layer: Linear to ``num_classes`` outputs, or ``nn.Identity()`` for 0, so that
+    ``reset_classifier(0)`` turns the model into a feature extractor (as timm does)."""
+    return nn.Linear(in_features, num_classes, bias=bias) if num_classes > 0 else nn.Identity()
+
+
 class ClassifierHead(nn.Module):
     """Adaptive global average pool -> flatten -> dropout -> linear. Any spatial size works."""
 
@@ -104,11 +115,11 @@ class ClassifierHead(nn.Module):
         self.in_features = in_features
         self.drop_rate = drop_rate
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.drop = maybe_dropout(drop_rate)
+        self.fc = linear_classifier(in_features, num_classes)
 
     def reset(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.in_features, num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pool(x).flatten(1)  # (N, C)
@@ -120,14 +131,20 @@ class ClassifierHead(nn.Module):
 class ZooModel(nn.Module):
     """The interface shared by every zoo model (after timm): trainer, profiler and exporter need no special cases.
 
-    Subclasses set ``num_classes``, ``in_chans``, ``num_features`` and ``head`` (a ``ClassifierHead`` unless they
-    override ``forward_head`` and ``reset_classifier``), and implement ``forward_features``.
+    Subclasses pass ``num_classes`` and ``in_chans`` to ``__init__``, set ``num_features`` and ``head`` (a
+    ``ClassifierHead`` unless they override ``forward_head`` and ``reset_classifier``), and implement
+    ``forward_features``.
     """
 
     num_classes: int
     in_chans: int
     num_features: int
     head: nn.Module
+
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3):
+        super().__init__()
+        self.num_classes = num_classes  # classifier outputs (0: none, the model returns pooled features)
+        self.in_chans = in_chans  # channels of the input images
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (N, in_chans, H, W) -> (N, num_features, h, w)
         raise NotImplementedError
@@ -179,6 +196,8 @@ __all__ = [
     "SqueezeExcite",
     "DropPath",
     "ClassifierHead",
+    "linear_classifier",
+    "maybe_dropout",
     "ZooModel",
     "init_weights",
     "set_batch_norm",

@@ -100,9 +100,7 @@ class EfficientNet(ZooModel):
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.2,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        super().__init__(num_classes, in_chans)
         self.stem = ConvBNAct(in_chans, stem_chs, 3, stride=1 if small_input else 2, act=nn.SiLU)
 
         total_blocks = sum(row[4] for row in stages)

@@ -22,7 +22,15 @@ import math
 import torch
 import torch.nn as nn
 
-from litezoo.layers import ConvBNAct, SqueezeExcite, ZooModel, init_weights, make_divisible
+from litezoo.layers import (
+    ConvBNAct,
+    SqueezeExcite,
+    ZooModel,
+    init_weights,
+    linear_classifier,
+    make_divisible,
+    maybe_dropout,
+)
 from litezoo.registry import register_model
 
 
@@ -93,11 +101,11 @@ class GhostNetHead(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv_head = nn.Conv2d(in_features, hidden, 1, bias=True)  # on a 1x1 map: a matrix product
         self.act = nn.ReLU(inplace=True)
-        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.drop = maybe_dropout(drop_rate)
         self.reset(num_classes)
 
     def reset(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.hidden_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.hidden_features, num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # (N, C, h, w) -> (N, classes)
         x = self.act(self.conv_head(self.pool(x))).flatten(1)  # (N, hidden)
@@ -125,9 +133,7 @@ class GhostNet(ZooModel):
         small_input: bool = False,
         drop_rate: float = 0.2,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        super().__init__(num_classes, in_chans)
         stem_chs = make_divisible(16 * width, 4)
         self.stem = ConvBNAct(in_chans, stem_chs, 3, stride=1 if small_input else 2)
         in_chs = stem_chs

@@ -46,9 +46,7 @@ class MobileNetV1(ZooModel):
         small_input: bool = False,
         drop_rate: float = 0.0,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        super().__init__(num_classes, in_chans)
         self.stem = ConvBNAct(in_chans, stem_channels, 3, stride=1 if small_input else 2)
         blocks = []
         in_chs = stem_channels

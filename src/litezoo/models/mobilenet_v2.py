@@ -70,9 +70,7 @@ class MobileNetV2(ZooModel):
         small_input: bool = False,
         drop_rate: float = 0.2,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        super().__init__(num_classes, in_chans)
         features: list[nn.Module] = [ConvBNAct(in_chans, stem_chs, 3, stride=1 if small_input else 2, act=nn.ReLU6)]
         in_chs = stem_chs
         for expand_ratio, out_chs, repeats, stride in blocks:

@@ -22,7 +22,16 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from litezoo.layers import ConvBNAct, SqueezeExcite, ZooModel, init_weights, make_divisible, set_batch_norm
+from litezoo.layers import (
+    ConvBNAct,
+    SqueezeExcite,
+    ZooModel,
+    init_weights,
+    linear_classifier,
+    make_divisible,
+    maybe_dropout,
+    set_batch_norm,
+)
 from litezoo.registry import register_model
 
 # TF reference BatchNorm (torchvision uses the same): eps 1e-3, decay 0.99 = PyTorch momentum 0.01.
@@ -71,11 +80,11 @@ class MobileNetV3Head(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.hidden = nn.Linear(in_features, hidden)
         self.act = nn.Hardswish(inplace=True)
-        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.drop = maybe_dropout(drop_rate)
         self.reset(num_classes)
 
     def reset(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.hidden_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.hidden_features, num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # (N, C, h, w) -> (N, classes)
         x = self.act(self.hidden(self.pool(x).flatten(1)))  # (N, hidden)
@@ -101,9 +110,7 @@ class MobileNetV3(ZooModel):
         small_input: bool = False,
         drop_rate: float = 0.2,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        super().__init__(num_classes, in_chans)
         acts = {"RE": nn.ReLU, "HS": nn.Hardswish}
         stem_chs = blocks[0][0]
         features: list[nn.Module] = [

@@ -80,14 +80,12 @@ class ShuffleNetV2(ZooModel):
         small_input: bool = False,
         drop_rate: float = 0.0,
     ):
-        super().__init__()
+        super().__init__(num_classes, in_chans)
         if len(stage_channels) != len(stage_repeats) + 2:
             raise ValueError(
                 f"ShuffleNetV2: stage_channels needs stem + {len(stage_repeats)} stages + conv5 = "
                 f"{len(stage_repeats) + 2} entries, got {len(stage_channels)}"
             )
-        self.num_classes = num_classes
-        self.in_chans = in_chans
         stem_chs, *body_chs, last_chs = stage_channels
 
         self.stem = ConvBNAct(in_chans, stem_chs, 3, stride=1 if small_input else 2)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from litezoo.layers import ClassifierHead, ZooModel, init_weights
+from litezoo.layers import ClassifierHead, ZooModel, init_weights, linear_classifier
 from litezoo.registry import register_model
 
 
@@ -77,10 +77,10 @@ class VGGMlpHead(nn.Module):
             nn.ReLU(inplace=True),
             nn.Dropout(drop_rate),
         )
-        self.fc = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(hidden, num_classes)
 
     def reset(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.hidden, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.hidden, num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # (N, C, h, w) -> (N, classes)
         if pre_logits:
@@ -102,12 +102,10 @@ class VGG(ZooModel):
         small_input: bool = False,
         drop_rate: float = 0.5,
     ):
-        super().__init__()
+        super().__init__(num_classes, in_chans)
         widths = [v for v in cfg if v != "M"]
         if not widths:
             raise ValueError(f"VGG cfg has no convolution: {cfg!r}")
-        self.num_classes = num_classes
-        self.in_chans = in_chans
         if small_input and cfg[-1] == "M":
             cfg = cfg[:-1]  # CIFAR form: keep the last convs' 2x2 map at 32 px instead of pooling to 1x1
         self.features = make_layers(cfg, in_chans, batch_norm=batch_norm)

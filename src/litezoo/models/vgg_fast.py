@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from litezoo.layers import ZooModel
+from litezoo.layers import ZooModel, linear_classifier, maybe_dropout
 from litezoo.registry import register_model
 
 
@@ -112,11 +112,11 @@ class MaxPoolHead(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.scale = scale
-        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.fc = nn.Linear(in_features, num_classes, bias=False) if num_classes > 0 else nn.Identity()
+        self.drop = maybe_dropout(drop_rate)
+        self.fc = linear_classifier(in_features, num_classes, bias=False)
 
     def reset(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.in_features, num_classes, bias=False) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.in_features, num_classes, bias=False)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.amax(x, dim=(2, 3))  # (N, C)
@@ -136,9 +136,7 @@ class VGGFast(ZooModel):
         drop_rate: float = 0.0,
         head_scale: float = 1 / 9,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        super().__init__(num_classes, in_chans)
         self.stem = WhiteningStem(in_chans)
         # 224 px photos: shrink 4x after the (cheap) stem so the groups see 55 px maps, not 223.
         # Ceil-mode pools there, so small inputs (down to 32 px) still leave a 1x1 map.

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from litezoo.layers import DropPath, ZooModel
+from litezoo.layers import DropPath, ZooModel, linear_classifier, maybe_dropout
 from litezoo.registry import register_model
 
 
@@ -62,7 +62,7 @@ class Attention(nn.Module):
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim)  # Q, K and V of all heads in one matmul
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
+        self.proj_drop = maybe_dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, L, D) -> (N, L, D)
         n, length, dim = x.shape
@@ -82,7 +82,7 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
+        self.drop = maybe_dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, L, D) -> (N, L, D)
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
@@ -113,7 +113,7 @@ class TokenHead(nn.Module):
         self.reset(num_classes)
 
     def reset(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.in_features, num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # (N, 1+L, D) -> (N, classes)
         x = x[:, 0]  # (N, D): the class token
@@ -137,11 +137,9 @@ class VisionTransformer(ZooModel):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
     ):
-        super().__init__()
+        super().__init__(num_classes, in_chans)
         if img_size % patch_size:
             raise ValueError(f"ViT: img_size {img_size} is not divisible by patch_size {patch_size}")
-        self.num_classes = num_classes
-        self.in_chans = in_chans
         self.num_features = embed_dim
         self.patch_size = patch_size
         self.grid_size = (img_size // patch_size, img_size // patch_size)  # the grid pos_embed is learned for
@@ -150,7 +148,7 @@ class VisionTransformer(ZooModel):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         # One learned vector per position, the class token's included (paper: E_pos in R^{(N+1) x D}).
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], embed_dim))
-        self.pos_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.pos_drop = maybe_dropout(drop_rate)
         self.blocks = nn.Sequential(
             *[
                 Block(embed_dim, num_heads, mlp_ratio, drop=drop_rate, drop_path=drop_path_rate * i / max(depth - 1, 1))
