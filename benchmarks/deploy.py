@@ -85,7 +85,25 @@ def int8_part(runs, threads, batches, calib, repeats, min_seconds, log):
                 log(f"{label}: top-1 {q['top1_fp32']:.2f} -> {q['top1_int8']:.2f}; "
                     + ", ".join(f"b{s['batch']}/t{s['threads']} {s['speedup_vs_ort_fp32']:.2f}x" for s in speed))
             out.append({"run": str(run), "model_name": q["model_name"] if rows else None, "ort_fp32": fp32,
-                        "variants": rows})  # fmt: skip
+                        "variants": rows, "summary": int8_summary(rows)})  # fmt: skip
+            log(f"{run}: " + "; ".join(f"{k}: {v}" for k, v in out[-1]["summary"].items()))
+    return out
+
+
+def int8_summary(variants, max_loss: float = 1.0):
+    """Per (batch, threads): the fastest int8 variant over ORT fp32, and the fastest losing <= max_loss pt top-1."""
+    out = {}
+    for v in variants:
+        for s in v.get("speed", []):
+            key = f"batch {s['batch']} threads {s['threads']}"
+            entry = out.setdefault(key, {"best": None, "best_within_1pt": None})
+            pick = {"variant": v["variant"], "speedup": round(s["speedup_vs_ort_fp32"], 3),
+                    "top1_change": round(v["top1_change"], 2)}  # fmt: skip
+            if entry["best"] is None or pick["speedup"] > entry["best"]["speedup"]:
+                entry["best"] = pick
+            if v["top1_change"] >= -max_loss and (entry["best_within_1pt"] is None
+                                                  or pick["speedup"] > entry["best_within_1pt"]["speedup"]):
+                entry["best_within_1pt"] = pick
     return out
 
 
@@ -172,6 +190,7 @@ def main(argv=None) -> int:
 
     from litezoo.fsutil import atomic_write_bytes
     from litezoo.machine import machine_info
+    from litezoo.deploy.bench import int8_instructions
 
     threads = [int(t) for t in args.threads.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
@@ -186,6 +205,7 @@ def main(argv=None) -> int:
         "benchmark": "deploy", "tag": args.tag, "cpu_shared": args.cpu_shared, "quick": args.quick,
         "command": " ".join(["python", "benchmarks/deploy.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine_info(), "train_note": args.train_note,
+        "int8_instructions": int8_instructions(),
     }  # fmt: skip
     if args.models:
         result["latency"] = latency_part(args.models, runtimes, threads, batches, repeats, min_seconds, log)

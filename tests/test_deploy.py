@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -252,7 +253,7 @@ def test_predict_folder_accuracy_grid_and_skips(tiny, exported, tmp_path, capsys
 
 
 def test_runtime_choice_is_cached(exported, tmp_path, monkeypatch):
-    from litezoo.runtime import choose_runtime
+    from litezoo.runtime import choose_runtime, _label
 
     monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
     path, _ = exported
@@ -261,8 +262,87 @@ def test_runtime_choice_is_cached(exported, tmp_path, monkeypatch):
     assert not first["cached"] and second["cached"] and second["threads"] == first["threads"]
     assert second["runtime"] == first["runtime"]
     timed = first["median_ms"]  # every candidate was measured and the fastest chosen
-    assert min(timed, key=timed.get) == f"{first['runtime']} {first['threads']} thread(s)"
+    assert min(timed, key=timed.get) == _label(first["runtime"], first["threads"])
     assert len(list((tmp_path / "cache" / "deploy").glob("runtime-choice-*.json"))) == 1
+
+
+def test_runtime_choice_candidates_pick_and_key(exported, tmp_path, monkeypatch):
+    """The choice times 1 thread, all cores and each runtime's own default, takes the fastest, and keys its
+    cache on the batch (another batch measures again)."""
+    import litezoo.runtime as rt
+
+    monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(rt, "usable_cpus", lambda: 2)
+    path, _ = exported
+    fake = {("ort", None): 9.0, ("ort", 1): 5.0, ("ort", 2): 7.0, ("openvino", None): 6.0, ("openvino", 1): 8.0,
+            ("openvino", 2): 4.0}  # fmt: skip
+    calls = []
+
+    def timed(p, runtime, threads, batch, seconds, lanes):
+        calls.append((runtime, threads, batch))
+        return fake[(runtime, threads)]
+
+    monkeypatch.setattr(rt, "_time_candidate", timed)
+    assert rt.runtime_candidates(2, False) == [("ort", None), ("ort", 1), ("ort", 2)]
+    assert rt.runtime_candidates(1, True) == [("ort", None), ("ort", 1), ("openvino", None), ("openvino", 1)]
+    log: list[str] = []
+    first = rt.choose_runtime(path, 8, log=log.append)
+    have_ov = importlib.util.find_spec("openvino") is not None  # measured too only where installed
+    assert {(r, t) for r, t, _ in calls} == {c for c in fake if have_ov or c[0] == "ort"}
+    assert (first["runtime"], first["threads"]) == (("openvino", 2) if have_ov else ("ort", 1))
+    assert not first["cached"] and any("->" in line for line in log)  # the measured choice is logged
+    calls.clear()
+    again = rt.choose_runtime(path, 8, log=log.append)
+    assert again["cached"] and not calls and "cached" in log[-1]
+    assert (again["runtime"], again["threads"]) == (first["runtime"], first["threads"])
+    rt.choose_runtime(path, 1)  # another batch size: measured again, cached beside the first
+    assert calls and {b for _, _, b in calls} == {1}
+    assert len(list((tmp_path / "cache" / "deploy").glob("runtime-choice-*.json"))) == 2
+
+
+def test_predict_cli_uses_the_cached_choice(exported, tiny, tmp_path, monkeypatch, capsys):
+    """`litezoo predict` without --runtime/--threads runs on the cached choice, and says so."""
+    import litezoo.runtime as rt
+
+    monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+    _, data, _ = tiny
+    path, _ = exported
+    monkeypatch.setattr(rt, "_time_candidate",
+                        lambda p, runtime, threads, batch, seconds, lanes: 1.0 if (runtime, threads) == ("ort", 1) else 2.0)
+    folder = data / "test" / "cat"
+    assert main(["predict", str(path), str(folder), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["runtime"]["runtime"] == "ort" and first["runtime"]["threads"] == 1
+    assert not first["runtime"]["cached"] and first["runtime"]["batch"] == 8  # 8 images: one batch of 8
+    monkeypatch.setattr(rt, "_time_candidate", lambda *a: pytest.fail("the cached choice must not be re-measured"))
+    assert main(["predict", str(path), str(folder), "--json"]) == 0
+    captured = capsys.readouterr()
+    again = json.loads(captured.out)
+    assert again["runtime"]["cached"] and again["runtime"]["threads"] == 1 and "cached" in captured.err
+    assert [p["top"] for p in again["predictions"]] == [p["top"] for p in first["predictions"]]
+
+
+def test_predict_pipeline_matches_one_by_one(exported, tiny, tmp_path):
+    """The batched, buffer-reusing, threaded pipeline gives what decoding and running each image alone gives,
+    with a bad file in the middle of a batch and a last batch that is not full."""
+    from litezoo.runtime import softmax
+
+    _, data, _ = tiny
+    path, _ = exported
+    clf = OnnxClassifier(path, threads=1)
+    files = sorted((data / "test").rglob("*.png"))[:11]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    inputs = files[:5] + [bad] + files[5:]
+    res = predict_files(clf, inputs, topk=3, batch_size=4, parallel=3, keep_images=True)
+    assert list(res.skipped) == [str(bad)] and len(res.predictions) == 11
+    for pred, f, img in zip(res.predictions, files, res.images):
+        px = clf.preprocess.load(f)
+        np.testing.assert_array_equal(img, px)
+        probs = softmax(clf.logits(clf.preprocess.normalise(px[None])))[0]
+        want = [clf.classes[j] for j in np.argsort(-probs)[:3]]
+        assert pred.path == str(f) and [c for c, _ in pred.top] == want
+        np.testing.assert_allclose([p for _, p in pred.top], np.sort(probs)[::-1][:3], rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -332,3 +412,21 @@ def test_eval_of_exported_matches_pytorch(tiny, exported, tmp_path, capsys):
     assert onnx_report["top1"] == torch_report["top1"]
     assert onnx_report["confusion"] == torch_report["confusion"]
     assert onnx_report["loss"] == pytest.approx(torch_report["loss"], abs=1e-4)
+
+
+def test_bench_reports_cpu_flags_and_int8_speedup(tiny):
+    """On an AVX2-only CPU int8 may not beat fp32: the report carries the CPU's flags, its int8 dot-product
+    instructions (none there) and each int8 row's speed-up over the same runtime's fp32 row, whatever it is."""
+    from litezoo.deploy.bench import bench, format_bench, int8_instructions
+    from litezoo.machine import cpu_flags
+
+    _, _, run = tiny
+    r = bench([run], runtimes=["ort", "ort-int8"], batches=[2], threads=[1], repeats=3, min_seconds=0.01)
+    assert r["machine"]["cpu_flags"] == [f for f in r["machine"]["cpu_flags"] if f in cpu_flags()]
+    assert r["int8_instructions"] == int8_instructions()
+    assert ("avx512_vnni" in cpu_flags()) == ("avx512_vnni" in r["int8_instructions"])
+    fp32, int8 = (next(x for x in r["rows"] if x["runtime"] == name) for name in ("ort", "ort-int8"))
+    assert int8["speedup_vs_fp32"] == pytest.approx(fp32["median_ms"] / int8["median_ms"])
+    assert "speedup_vs_fp32" not in fp32
+    text = format_bench(r)
+    assert f"{int8['speedup_vs_fp32']:.2f}x over its fp32 row" in text and "int8 dot-product instructions" in text

@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--topk", type=positive_int, default=5, help="classes shown per image (default 5)")
     p.add_argument("--grid", metavar="PNG", help="write a grid of the images titled with the predictions")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per model call (default 32)")
+    p.add_argument("--parallel", type=positive_int, metavar="N",
+                   help="batches in flight at once, each decoded and run on its own thread (default: usable cores)")
     p.add_argument("--runtime", choices=["auto", "ort", "openvino"], default="auto",
                    help="auto (default): the fastest of ONNX Runtime / OpenVINO (if installed) x 1 or all threads, "
                         "measured once for this model, batch and CPU and cached; ort; openvino")
@@ -59,18 +61,28 @@ def _model_file(target: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from litezoo.runtime import OnnxClassifier, choose_runtime, predict_files, save_grid
+    from litezoo.machine import usable_cpus
+    from litezoo.runtime import OnnxClassifier, check_sizes, choose_runtime, list_images, predict_files, save_grid
 
     path = _model_file(args.model)
-    OnnxClassifier(path)  # validates the file (readable ONNX with litezoo metadata) before any measuring
+    # bad input fails here, in one line, before any runtime is timed: the file (readable ONNX with litezoo
+    # metadata), the image list (an empty folder) and the image sizes against the model input
+    side = OnnxClassifier(path).image_size
+    files, _ = list_images(args.inputs)
+    if not args.allow_upscale:
+        check_sizes(files, side)
+    batch = min(args.batch_size, len(files))  # a handful of images is one call: time the choice at that size
+    lanes = max(1, min(args.parallel or usable_cpus(), -(-len(files) // batch)))
     if args.runtime == "auto" and not args.threads:
-        choice = choose_runtime(path, args.batch_size)
+        choice = choose_runtime(path, batch, lanes=lanes, log=lambda m: print(m, file=sys.stderr, flush=True))
     else:
         runtime = "ort" if args.runtime == "auto" else args.runtime
         choice = {"runtime": runtime, "threads": args.threads, "cached": None}
-    clf = OnnxClassifier(path, threads=choice["threads"], runtime=choice["runtime"], batch=args.batch_size)
-    result = predict_files(clf, args.inputs, topk=args.topk, batch_size=args.batch_size,
-                           allow_upscale=args.allow_upscale, keep_images=bool(args.grid))  # fmt: skip
+    clf = OnnxClassifier(path, threads=choice["threads"], runtime=choice["runtime"], batch=batch,
+                         streams=lanes)
+    result = predict_files(clf, args.inputs, topk=args.topk, batch_size=batch,
+                           parallel=lanes, allow_upscale=args.allow_upscale,
+                           keep_images=bool(args.grid))  # fmt: skip
     report = {"model": str(path), "model_name": clf.meta["model_name"], "runtime": choice, **result.to_dict()}
     if args.grid:
         report["grid"] = str(save_grid(result, args.grid))

@@ -25,6 +25,7 @@ from litezoo.deploy.export import openvino_available, ort_session
 from litezoo.deploy.quantize import prepared_fp32
 from litezoo.deploy.source import Source, dataset_arrays, load_source
 from litezoo.errors import InputError
+from litezoo.machine import machine_info
 
 RUNTIMES = ("torch", "torch-cl", "torch-compile", "ort", "ort-int8", "openvino", "openvino-int8")
 FILE_RUNTIMES = ("ort", "openvino")  # an exported file runs as it is (its own precision)
@@ -213,6 +214,7 @@ def bench(
                         rows.append(_measure(model, runtime, batch, t, flops, peak_flops[t], repeats, min_seconds))
                         say(_row_line(rows[-1]))
             notes += list(dict.fromkeys(model.notes))
+    _add_int8_speedups(rows)
     fastest = {}
     for row in rows:
         key = f"{row['model']} batch {row['batch']}"
@@ -220,7 +222,27 @@ def bench(
             fastest[key] = {"runtime": row["runtime"], "threads": row["threads"], "median_ms": row["median_ms"]}
     return {"rows": rows, "fastest": fastest, "skipped": skipped, "notes": notes,
             "matmul_gflops": {str(t): round(v / 1e9, 1) for t, v in peak_flops.items()},
-            "versions": _versions()}  # fmt: skip
+            "versions": _versions(), "machine": machine_info(), "int8_instructions": int8_instructions()}  # fmt: skip
+
+
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "i8mm")  # CPU features with int8 dot-product instructions
+
+
+def int8_instructions() -> list[str]:
+    """This CPU's int8 dot-product features. Empty (e.g. AVX2-only Zen 3): int8 convolutions run on AVX2's
+    multiply-add pairs, which are not much faster than fp32 FMA, so int8 may not beat fp32 here."""
+    from litezoo.machine import cpu_flags
+
+    return [f for f in INT8_FLAGS if f in cpu_flags()]
+
+
+def _add_int8_speedups(rows: list[dict[str, Any]]) -> None:
+    """Each int8 row gets ``speedup_vs_fp32``: the same runtime's fp32 row (same model, batch, threads) over it."""
+    fp32 = {(r["model"], r["runtime"], r["batch"], r["threads"]): r["median_ms"] for r in rows}
+    for r in rows:
+        if r["runtime"].endswith("-int8"):
+            base = fp32.get((r["model"], r["runtime"][: -len("-int8")], r["batch"], r["threads"]))
+            r["speedup_vs_fp32"] = base / r["median_ms"] if base else None
 
 
 def _open_target(target, size: int | None, workdir: Path) -> tuple[_Model, float | None]:
@@ -301,5 +323,15 @@ def format_bench(report: dict[str, Any]) -> str:
     lines.append(f"\nfp32 matmul peak measured in this run: {gf}")
     for key, f in report["fastest"].items():
         lines.append(f"fastest for {key}: {f['runtime']} ({f['threads']} threads) {f['median_ms']:.3f} ms")
+    for r in report["rows"]:
+        if r.get("speedup_vs_fp32"):
+            lines.append(f"int8 speed-up {r['model']} {r['runtime']} batch {r['batch']} threads {r['threads']}: "
+                         f"{r['speedup_vs_fp32']:.2f}x over its fp32 row")  # fmt: skip
+    machine = report.get("machine") or {}
+    if machine:
+        int8 = report.get("int8_instructions") or []
+        lines.append(f"CPU: {machine.get('cpu_model')}, {machine.get('cpus_usable')} usable cores, flags "
+                     f"{' '.join(machine.get('cpu_flags') or []) or 'none listed'}; int8 dot-product instructions: "
+                     f"{', '.join(int8) if int8 else 'none (int8 may not beat fp32 here)'}")  # fmt: skip
     lines += report["skipped"] + [f"note: {n}" for n in report["notes"]]
     return "\n".join(lines)
