@@ -71,3 +71,23 @@ def test_export_refuses_families_torchvision_lacks(tmp_path, capsys):
     run, _ = _run_folder(tmp_path, "mobilenet_v1_x0_5", 2)
     assert main(["export-weights", str(run)]) == 2
     assert "torchvision's layout is known for the families" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "head"), [("mobilenet_v2_x0_35", ["classifier.1"]),
+                                            ("mobilenet_v3_small_x0_75", ["classifier.3"])])  # fmt: skip
+def test_export_mobilenets_in_torchvisions_layout(tmp_path, capsys, name, head):
+    run, model = _run_folder(tmp_path, name, 2)
+    out = tmp_path / "tv.pth"
+    assert main(["export-weights", str(run), "--layout", "torchvision", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == []  # BatchNorm eps already torchvision's
+    state = torch.load(out, weights_only=True)
+    ref = torch.load(FIXTURES / f"{name}.pt", weights_only=True)  # written by torchvision's own model
+    assert list(state) == ref["keys"]
+    expected = {k: ([2] + s[1:] if k.rpartition(".")[0] in head else s) for k, s in zip(ref["keys"], ref["shapes"])}
+    assert expected == {k: list(v.shape) for k, v in state.items()}
+    back = litezoo.create_model(name, num_classes=2).eval()
+    report = load_weights(back, out)
+    assert report.layout == "torchvision" and report.head_reset == []
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model.eval()(x), rtol=0, atol=0)

@@ -127,15 +127,19 @@ def to_litezoo_names(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[
     def covers(names) -> bool:  # every body tensor of the model is in the file
         return all(n in keys for n in names)
 
-    if covers(body):
-        return state, "litezoo"
+    tv_map = None
     if family in tv.FAMILIES:
         try:
-            mapping = tv.key_map(model, family)
+            tv_map = tv.key_map(model, family)
         except InputError:
-            mapping = None
-        if mapping is not None and covers(mapping[k] for k in body):
-            return {ours: state[theirs] for ours, theirs in mapping.items() if theirs in state}, "torchvision"
+            tv_map = None
+    own_body, tv_body = covers(body), tv_map is not None and covers(tv_map[k] for k in body)
+    # MobileNet V2's body has the same names in both layouts: there the classifier's names decide (torchvision's
+    # classifier.1 vs litezoo's head.fc); a file with neither is read as litezoo's.
+    if tv_body and (not own_body or (head and not any(k in keys for k in head) and all(tv_map[k] in keys for k in head))):
+        return {ours: state[theirs] for ours, theirs in tv_map.items() if theirs in state}, "torchvision"
+    if own_body:
+        return state, "litezoo"
     found = megvii.signature(keys)
     if found is not None:
         if family == found == "shufflenet_v1":  # needs a model built with shuffle_order="megvii" (or says so)

@@ -1,7 +1,8 @@
 """torchvision's key layout for the families both have, both ways (import and export).
 
 litezoo's models are layer-for-layer the same networks as torchvision's ``shufflenet_v2_*``, ``squeezenet1_0/1_1``,
-``efficientnet_b0..b7`` and ``vgg*`` (+ ``_bn``); only the module names differ. ``module_map(model)`` walks the
+``efficientnet_b0..b7``, ``vgg*`` (+ ``_bn``), ``mobilenet_v2`` and ``mobilenet_v3_large/small`` (torchvision's
+``width_mult`` = litezoo's ``_x0_75`` etc.); only the module names differ. ``module_map(model)`` walks the
 litezoo model and names, for every module holding tensors, the torchvision module that holds the same tensors,
 e.g. for SqueezeNet 1.1::
 
@@ -20,7 +21,7 @@ import torch.nn as nn
 
 from litezoo.errors import InputError
 
-FAMILIES = ("shufflenet_v2", "squeezenet", "efficientnet", "vgg")
+FAMILIES = ("shufflenet_v2", "squeezenet", "efficientnet", "vgg", "mobilenet_v2", "mobilenet_v3")
 
 
 def _squeezenet(model: nn.Module) -> dict[str, str]:
@@ -87,12 +88,38 @@ def _vgg(model: nn.Module) -> dict[str, str]:
     return out
 
 
+def _mobilenet_v2(model: nn.Module) -> dict[str, str]:
+    # features keeps torchvision's indices (features.<i>.conv.<j> inside an inverted residual); the classifier is
+    # [Dropout, Linear] in torchvision, litezoo's head.fc.
+    out = {name: name for name, m in model.features.named_modules(prefix="features") if _holds_tensors(m)}
+    out["head.fc"] = "classifier.1"
+    return out
+
+
+def _mobilenet_v3(model: nn.Module) -> dict[str, str]:
+    # features keeps torchvision's indices (features.<i>.block.<j>); only the SE convs are named differently
+    # (torchvision's SqueezeExcitation: fc1, fc2). classifier = [Linear, Hardswish, Dropout, Linear].
+    se = {"conv_reduce": "fc1", "conv_expand": "fc2"}
+    out = {}
+    for name, m in model.features.named_modules(prefix="features"):
+        if _holds_tensors(m):
+            parent, _, leaf = name.rpartition(".")
+            out[name] = f"{parent}.{se[leaf]}" if leaf in se else name
+    out.update({"head.hidden": "classifier.0", "head.fc": "classifier.3"})
+    return out
+
+
+def _holds_tensors(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))
+
+
 # BatchNorm eps torchvision's networks were built (and trained) with, where litezoo's model differs: torchvision's
 # EfficientNet B0-B7 use PyTorch's default 1e-5, litezoo's the TF reference's 1e-3 (a visible difference in the
 # output, so loading torchvision's weights sets it).
 BN_EPS = {"efficientnet": 1e-5}
 
-_BUILDERS = {"shufflenet_v2": _shufflenet_v2, "squeezenet": _squeezenet, "efficientnet": _efficientnet, "vgg": _vgg}
+_BUILDERS = {"shufflenet_v2": _shufflenet_v2, "squeezenet": _squeezenet, "efficientnet": _efficientnet, "vgg": _vgg,
+             "mobilenet_v2": _mobilenet_v2, "mobilenet_v3": _mobilenet_v3}  # fmt: skip
 
 
 def module_map(model: nn.Module, family: str) -> dict[str, str]:
@@ -121,7 +148,10 @@ def signature(keys: set[str]) -> str | None:
     if "conv1.0.weight" in keys and any(k.startswith("stage2.0.branch1.") for k in keys):
         return "shufflenet_v2"
     if "features.0.0.weight" in keys and any(".block." in k for k in keys):
-        return "efficientnet"
+        # MobileNet V3 has block Sequentials too; its classifier starts with a Linear, EfficientNet's with Dropout
+        return "mobilenet_v3" if "classifier.0.weight" in keys else "efficientnet"
+    if "features.0.0.weight" in keys and any(k.startswith("features.1.conv.") for k in keys):
+        return "mobilenet_v2"
     if any(k.endswith(".squeeze.weight") for k in keys) and "classifier.1.weight" in keys:
         return "squeezenet"
     if "classifier.6.weight" in keys and "features.0.weight" in keys:
