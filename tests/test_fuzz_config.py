@@ -8,47 +8,26 @@ in an error message) fails the test. Clean results must also survive ``to_dict``
 
 from __future__ import annotations
 
-import contextlib
 import random
-import signal
-from collections import Counter
 from typing import Callable
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from litezoo import config as C
 from litezoo.errors import InputError
+from _fuzz import Outcomes, fuzz_settings, time_limit
 
 CASE_SECONDS = 10.0  # generous: CI machines are shared; a real hang (exponential work) is far slower
-OUTCOMES: Counter = Counter()  # (test, clean | input error), reported by the last test
-FUZZ = settings(max_examples=1000, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
-
-
-class Hang(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float = CASE_SECONDS):
-    def alarm(signum, frame):
-        raise Hang(f"a config case ran longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+OUTCOMES = Outcomes()  # (test, clean | input error), checked by the last test
+FUZZ = fuzz_settings(max_examples=1000)
 
 
 def outcome(test: str, fn: Callable[[], C.RunConfig]) -> C.RunConfig | None:
     """Run one case: a valid config or an InputError with a one-line message; anything else propagates."""
-    with time_limit():
+    with time_limit(CASE_SECONDS, "a config case"):
         try:
             cfg = fn()
         except InputError as exc:
@@ -59,7 +38,7 @@ def outcome(test: str, fn: Callable[[], C.RunConfig]) -> C.RunConfig | None:
             return None
     assert isinstance(cfg, C.RunConfig)
     OUTCOMES[test, "clean"] += 1
-    with time_limit():
+    with time_limit(CASE_SECONDS, "a config case"):
         assert C.from_dict(C.to_dict(cfg)) == cfg  # a clean result is a complete, self-consistent config
     return cfg
 
@@ -211,11 +190,6 @@ def test_fuzz_mutated_real_recipes(recipe, seed, edits, tmp_path_factory):
 
 def test_zz_report_outcomes():
     """Both outcomes occurred in every fuzzed family (the generators reach valid configs as well as errors)."""
-    families = {test for test, _ in OUTCOMES}
-    if not {"tokens", "mappings", "yaml", "mutated"} <= families:
-        pytest.skip("run with the fuzz tests above (e.g. the whole file) to check their outcomes")
-    for family in ("tokens", "mappings", "yaml", "mutated"):
-        assert OUTCOMES[family, "clean"] > 0 and OUTCOMES[family, "input error"] > 0, (family, dict(OUTCOMES))
-    total = sum(OUTCOMES.values())
+    both = ("clean", "input error")
+    total = OUTCOMES.require({family: both for family in ("tokens", "mappings", "yaml", "mutated")}, min_total=3000)
     print(f"\nconfig fuzz cases: {total} ({dict(sorted(OUTCOMES.items()))})")
-    assert total >= 3000

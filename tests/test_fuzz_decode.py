@@ -8,27 +8,24 @@ any size), and each case runs under an alarm so a hang fails instead of stalling
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import random
-import signal
-import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from litezoo.data.decode import BadImage, Fit, decode_files, load_image
+from _fuzz import Outcomes, fuzz_settings, time_limit
 
 FIT = Fit(16, 16)
 MAX_PIXELS = 1 << 20  # a 1024 x 1024 image; mutated headers claiming more are refused before decoding
 CASE_SECONDS = 2.0  # a case taking longer than this is a hang
-OUTCOMES: Counter = Counter()  # clean / bad, over the whole module (reported by the last test)
+OUTCOMES = Outcomes()  # ("decode", clean | bad), over the whole module (checked by the last test)
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,32 +57,18 @@ def seeds() -> tuple[bytes, ...]:
     return tuple(files)
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    def expired(signum, frame):
-        raise TimeoutError(f"decoding took over {seconds} s: a hang")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def check(path: Path, blob: bytes) -> None:
     path.write_bytes(blob)
-    with time_limit(CASE_SECONDS):
+    with time_limit(CASE_SECONDS, "decoding"):
         try:
             loaded = load_image(str(path), FIT, MAX_PIXELS)
         except BadImage as exc:
             assert str(exc)  # a reason for the user
-            OUTCOMES["bad"] += 1
+            OUTCOMES["decode", "bad"] += 1
             return
     assert loaded.pixels.dtype == np.uint8 and loaded.pixels.shape == (16, 16, 3)
     assert loaded.size[0] >= 1 and loaded.size[1] >= 1
-    OUTCOMES["clean"] += 1
+    OUTCOMES["decode", "clean"] += 1
 
 
 def mutate(blob: bytes, count: int, seed: int) -> bytes:
@@ -115,8 +98,7 @@ def mutate(blob: bytes, count: int, seed: int) -> bytes:
     return bytes(data)
 
 
-FUZZ = settings(max_examples=3000, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = fuzz_settings(max_examples=3000, derandomize=True)
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +153,5 @@ def test_decode_files_skips_bad_fuzzed_files_in_worker_processes(tmp_path):
 
 def test_fuzz_totals():
     """Runs last in this module: thousands of cases, both outcomes seen (the mutations reach the decoders)."""
-    total = OUTCOMES["clean"] + OUTCOMES["bad"]
-    if total == 0:
-        pytest.skip("run with the fuzz tests above")
-    print(f"fuzzed {total} cases: {OUTCOMES['clean']} decoded, {OUTCOMES['bad']} bad images")
-    assert total >= 4000 and OUTCOMES["clean"] > 100 and OUTCOMES["bad"] > 100
+    total = OUTCOMES.require({"decode": ("clean", "bad")}, min_total=4000, min_each=101)
+    print(f"fuzzed {total} cases: {OUTCOMES['decode', 'clean']} decoded, {OUTCOMES['decode', 'bad']} bad images")
