@@ -217,6 +217,38 @@ def test_quantize_bad_exclude_is_input_error(tiny, tmp_path):
         quantize_run(run, tmp_path / "x.onnx", calib=8, exclude=["/no/such/*"])
 
 
+@pytest.mark.slow  # torch.compile of the int8 graph: ~1-3 min on a 2-core CPU
+def test_quantize_pt2e_compiled_int8(tiny, tmp_path):
+    """pt2e (torch.export + X86InductorQuantizer, compiled by inductor) where torchao is installed: int8
+    accuracy close to fp32, depthwise convs kept fp32 on request, a .pt2 file carrying the litezoo record."""
+    pytest.importorskip("torchao.quantization.pt2e.quantize_pt2e")
+    from litezoo.deploy.quantize import quantize_run
+
+    _, _, run = tiny
+    r = quantize_run(run, tmp_path / "q.int8.pt2", calib=24, method="pt2e", exclude=["depthwise"])
+    assert r["method"] == "pt2e" and len(r["excluded"]) == 13  # module paths of MobileNet V1's depthwise convs
+    assert abs(r["top1_change"]) <= 10.0 and r["agreement_with_fp32"] >= 90.0
+    extra = {"litezoo.json": ""}
+    program = torch.export.load(str(tmp_path / "q.int8.pt2"), extra_files=extra)
+    record = json.loads(extra["litezoo.json"])
+    assert record["precision"] == "int8" and record["quantization"]["fp32_layers"] == r["excluded"]
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert any("quantize_per_tensor" in t for t in targets)  # really quantised, not an fp32 graph
+
+
+def test_quantize_pt2e_without_torchao_is_one_line(tiny, monkeypatch, capsys):
+    import litezoo.deploy.quantize as q
+
+    _, _, run = tiny
+    monkeypatch.setattr(q, "pt2e_available", lambda: (False, "--method pt2e needs the torchao package"))
+    assert main(["quantize", str(run), "--method", "pt2e", "--calib", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs the torchao package" in err[0]
+    monkeypatch.setattr(q, "pt2e_available", lambda: (True, ""))
+    assert main(["quantize", str(run), "--method", "pt2e", "--calib", "4", "--keep-fp32", "2"]) == 2
+    assert "ort-qdq" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # predict
 

@@ -28,8 +28,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("target", metavar="RUN_DIR", help="run folder (or .pt / .safetensors beside its config.yaml)")
     p.add_argument("--calib", type=positive_int, default=512, help="calibration training images (default 512)")
-    p.add_argument("--method", choices=["ort-qdq", "ort-qop", "openvino"], default="ort-qdq",
-                   help="ort-qdq (default), ort-qop or openvino (NNCF)")
+    p.add_argument("--method", choices=["ort-qdq", "ort-qop", "openvino", "pt2e"], default="ort-qdq",
+                   help="ort-qdq (default), ort-qop, openvino (NNCF) or pt2e (torch.export + X86InductorQuantizer, "
+                        "needs torchao; writes .pt2)")
     p.add_argument("--per-channel", action="store_true", help="per-output-channel weight scales")
     p.add_argument("--exclude", nargs="+", default=[], metavar="LAYER",
                    help="layers left in fp32: ONNX node names / shell patterns, or 'depthwise'")
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--keep-fp32", type=int, default=0, metavar="K", help="keep the K most sensitive layers fp32")
     p.add_argument("--eval-limit", type=positive_int, help="test images to evaluate on (default: all)")
     p.add_argument("--data", help="dataset (default: the run's own data)")
-    p.add_argument("--out", help="output file (.onnx; .xml for openvino; default RUN_DIR/model.int8.*)")
+    p.add_argument("--out", help="output file (.onnx; .xml for openvino; .pt2 for pt2e; default RUN_DIR/model.int8.*)")
     p.add_argument("--no-download", action="store_true", help="never download a named dataset")
     add_common(p)
     p.set_defaults(func=run)

@@ -40,7 +40,7 @@ from litezoo.deploy.source import Source, dataset_arrays, load_source
 from litezoo.errors import InputError, WorkError
 from litezoo.fsutil import atomic_write_bytes
 
-METHODS = ("ort-qdq", "ort-qop", "openvino")
+METHODS = ("ort-qdq", "ort-qop", "openvino", "pt2e")
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers the ranking and --exclude speak of
 DEPTHWISE = "depthwise"  # --exclude keyword: every grouped conv with one input channel per group
 RANK_IMAGES = 500  # held-out training images the sensitivity ranking is measured on
@@ -209,6 +209,14 @@ def quantize_run(
             import nncf  # noqa: F401
         except ImportError:
             raise InputError("--method openvino needs the nncf package (pip install nncf)") from None
+    if method == "pt2e":
+        ok, why = pt2e_available()
+        if not ok:
+            raise InputError(why)
+        if rank or keep_fp32:
+            raise InputError("--rank-sensitivity and --keep-fp32 rank ONNX layers: use them with --method ort-qdq "
+                             "or ort-qop (pt2e takes --exclude with module names, or 'depthwise')")  # fmt: skip
+        per_channel = True  # X86InductorQuantizer's default config: per-channel int8 weights
     say = progress or (lambda _msg: None)
     src = load_source(target, data=data)
     src.download = download
@@ -224,11 +232,13 @@ def quantize_run(
     x_test, y_test = dataset_arrays(src, "test", eval_limit)
     say(f"calibration: {len(x_calib)} training images; test: {len(x_test)} images")
 
-    suffix = ".int8.xml" if method == "openvino" else ".int8.onnx"
+    suffix = {"openvino": ".int8.xml", "pt2e": ".int8.pt2"}.get(method, ".int8.onnx")
     out = Path(out) if out else _default_int8_out(src, suffix)
     if method == "openvino" and out.suffix != ".xml":
         raise InputError(f"--method openvino writes OpenVINO IR: name an .xml file, got {out}")
-    if method != "openvino" and out.suffix != ".onnx":
+    if method == "pt2e" and out.suffix != ".pt2":
+        raise InputError(f"--method pt2e writes a torch.export program: name a .pt2 file, got {out}")
+    if method not in ("openvino", "pt2e") and out.suffix != ".onnx":
         raise InputError(f"--method {method} writes ONNX: name an .onnx file, got {out}")
 
     with tempfile.TemporaryDirectory(prefix="litezoo-quant-") as tmp:
@@ -236,7 +246,7 @@ def quantize_run(
         fp32_path = prepared_fp32(src, work)
         fp32_logits = ort_logits(ort_session(fp32_path), x_test, batch=256)
         before = top1(fp32_logits, y_test)
-        layers = conv_layers(fp32_path)
+        layers = torch_layers(src.model) if method == "pt2e" else conv_layers(fp32_path)
         excluded = resolve_excluded(layers, exclude)
         ranking: list[dict] = []
         kept: list[str] = []
@@ -253,6 +263,10 @@ def quantize_run(
         if method == "openvino":
             openvino_quantize(fp32_path, x_calib, fp32_names, out, record)
             q_logits = openvino_logits(out, x_test)
+        elif method == "pt2e":
+            q_model = Pt2eModel(src.model, x_calib, exclude=fp32_names)
+            q_logits = q_model.logits(x_test)  # inductor's compiled int8 graph: what the file runs as
+            q_model.save(out, record)
         else:
             quantizer = OrtQuantizer(fp32_path, x_calib, work, qop=method == "ort-qop", per_channel=per_channel)
             q_path = quantizer.quantize(work / "int8.onnx", exclude=fp32_names)
@@ -289,3 +303,103 @@ def _default_int8_out(src: Source, suffix: str) -> Path:
     if path.is_dir():
         return path / f"model{suffix}"
     return path.with_name(path.stem + suffix)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PyTorch 2 export quantisation (pt2e): torch.export -> X86InductorQuantizer -> inductor's int8 kernels
+
+
+def pt2e_available() -> tuple[bool, str]:
+    """(usable, why not): pt2e lives in the torchao package (torch 2.13 no longer has torch.ao.quantization.pt2e)."""
+    try:
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e  # noqa: F401
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer  # noqa: F401
+    except ImportError as exc:
+        return False, (f"--method pt2e needs the torchao package (pip install torchao): {exc}; this torch has no "
+                       f"torch.ao.quantization.pt2e")  # fmt: skip
+    return True, ""
+
+
+def torch_layers(model) -> list[dict[str, Any]]:
+    """The quantisable modules of a torch model (pt2e's --exclude names): module path, type, depthwise."""
+    import torch.nn as nn
+
+    layers = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            depthwise = isinstance(mod, nn.Conv2d) and mod.groups > 1 and mod.groups == mod.in_channels
+            layers.append({"name": name, "op": type(mod).__name__, "depthwise": bool(depthwise)})
+    return layers
+
+
+class Pt2eModel:
+    """A pt2e-quantised model: X86InductorQuantizer's static int8 graph (per-channel int8 weights, uint8
+    activations), compiled by inductor with ``freezing`` so each dequantize -> conv -> quantize pattern becomes
+    one oneDNN int8 convolution. Layers named in ``exclude`` (module paths) stay fp32. Fixed batch ``batch``:
+    the graph is exported and compiled for one shape; shorter calls are padded."""
+
+    def __init__(self, model, calib: np.ndarray, *, exclude: Sequence[str] = (), compile: bool = True,
+                 batch: int = 32):  # fmt: skip
+        import torch
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        self.batch, self.shape = batch, tuple(calib.shape[1:])  # (C, H, W)
+        example = (torch.from_numpy(self._padded(calib[:batch])),)
+        with torch.no_grad():
+            graph = torch.export.export(model.eval(), example).module()
+            quantizer = xiq.X86InductorQuantizer()
+            quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+            for name in exclude:
+                quantizer.set_module_name_qconfig(name, None)  # this module stays fp32
+            prepared = prepare_pt2e(graph, quantizer)
+            for i in range(0, len(calib), batch):
+                prepared(torch.from_numpy(self._padded(calib[i : i + batch])))  # observers record the ranges
+            self.graph = convert_pt2e(prepared)
+        self.module = self.graph
+        self.compiled = compile
+        if compile:
+            import torch._inductor.config as inductor_config
+
+            with _inductor_freezing(inductor_config), torch.no_grad():
+                self.module = torch.compile(self.graph)
+                self.module(example[0])  # compile now, while freezing is on
+
+    def _padded(self, x: np.ndarray) -> np.ndarray:
+        """``x`` repeated up to the fixed batch (real images, so calibration ranges are not skewed by padding)."""
+        if len(x) == self.batch:
+            return np.ascontiguousarray(x)
+        return np.ascontiguousarray(np.take(x, np.arange(self.batch) % len(x), axis=0))
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), self.batch):
+                part = x[i : i + self.batch]
+                out.append(self.module(torch.from_numpy(self._padded(part))).numpy()[: len(part)])
+        return np.concatenate(out)
+
+    def save(self, path: Path, record: dict[str, Any]) -> Path:
+        """The quantised graph as an ExportedProgram file (.pt2, ``torch.export.load``; needs torchao imported),
+        the litezoo record beside it as ``extra_files['litezoo.json']``."""
+        import io
+        import json
+
+        import torch
+
+        program = torch.export.export(self.graph, (torch.zeros(self.batch, *self.shape),))
+        buf = io.BytesIO()
+        torch.export.save(program, buf, extra_files={"litezoo.json": json.dumps(record)})
+        return atomic_write_bytes(buf.getvalue(), path)
+
+
+@contextlib.contextmanager
+def _inductor_freezing(config):
+    previous = config.freezing
+    config.freezing = True  # restored after: no global setting changes behind the caller
+    try:
+        yield
+    finally:
+        config.freezing = previous
