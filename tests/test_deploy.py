@@ -340,7 +340,7 @@ def test_predict_cli_uses_the_cached_choice(exported, tiny, tmp_path, monkeypatc
     _, data, _ = tiny
     path, _ = exported
     monkeypatch.setattr(rt, "_time_candidate",
-                        lambda p, runtime, threads, batch, seconds, lanes: 1.0 if (runtime, threads) == ("ort", 1) else 2.0)
+                        lambda p, runtime, threads, *_: 1.0 if (runtime, threads) == ("ort", 1) else 2.0)
     folder = data / "test" / "cat"
     assert main(["predict", str(path), str(folder), "--json"]) == 0
     first = json.loads(capsys.readouterr().out)

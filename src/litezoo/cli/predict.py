@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"... {len(result.predictions) - args.limit_print} more (--json lists all)")
     n = len(result.predictions)
     lines.append(f"{n} images in {result.seconds:.2f} s ({n / result.seconds:.0f} images/s, decode included; "
-                 f"{choice['runtime']}, {choice['threads'] or 'default'} thread(s)), {len(result.skipped)} skipped")  # fmt: skip
+                 f"{choice['runtime']}, {choice['threads'] or 'default'} thread(s) x {lanes} lane(s)), "
+                 f"{len(result.skipped)} skipped")  # fmt: skip
     if result.accuracy is not None:
         lines.append(f"accuracy {result.accuracy:.2f}% on the labelled images")
     if args.grid:
