@@ -19,9 +19,10 @@ def register(subparsers) -> None:
             "centre crop, mean/std. A folder of class folders is labelled: the accuracy is printed and --grid\n"
             "draws the images titled with the prediction, blue when right, red when wrong. Unreadable files are\n"
             "named and skipped. Images mostly smaller than half the model's input side are refused (exit 2)\n"
-            "unless --allow-upscale. The ONNX Runtime thread count defaults to the fastest for this model and\n"
-            "batch on this CPU (measured once, cached in the litezoo cache folder). Needs only numpy, Pillow\n"
-            "and onnxruntime for a .onnx file."
+            "unless --allow-upscale. The runtime (ONNX Runtime, or OpenVINO where installed) and its thread count\n"
+            "default to the fastest for this model, batch and CPU, the runtimes' own defaults included (timed\n"
+            "once the way predict runs: --parallel batches at once, each decoded and run on its own thread;\n"
+            "cached in the litezoo cache folder). Needs only numpy, Pillow and onnxruntime for a .onnx file."
         ),
         epilog=(
             "example:\n"
@@ -38,7 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--parallel", type=positive_int, metavar="N",
                    help="batches in flight at once, each decoded and run on its own thread (default: usable cores)")
     p.add_argument("--runtime", choices=["auto", "ort", "openvino"], default="auto",
-                   help="auto (default): the fastest of ONNX Runtime / OpenVINO (if installed) x 1 or all threads, "
+                   help="auto (default): the fastest of ONNX Runtime / OpenVINO (if installed) x 1 thread, all cores or "
+                        "the runtime default, "
                         "measured once for this model, batch and CPU and cached; ort; openvino")
     p.add_argument("--threads", type=positive_int, help="runtime threads (given: no measuring; default ort)")
     p.add_argument("--allow-upscale", action="store_true", help="resize images smaller than half the input")
