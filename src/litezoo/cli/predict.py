@@ -40,7 +40,8 @@ def register(subparsers) -> None:
                    help="batches in flight at once, each decoded and run on its own thread (default: usable cores)")
     p.add_argument("--runtime", choices=["auto", "ort", "openvino"], default="auto",
                    help="auto (default): the fastest of ONNX Runtime / OpenVINO (if installed) x 1 thread, all "
-                        "cores or the runtime default, measured once for this model, batch and CPU and cached; ort; openvino")
+                        "cores or the runtime default, measured once for this model, batch and CPU and cached; "
+                        "ort; openvino")
     p.add_argument("--threads", type=positive_int, help="runtime threads (given: no measuring; default ort)")
     p.add_argument("--allow-upscale", action="store_true", help="resize images smaller than half the input")
     p.add_argument("--limit-print", type=int, default=20, help="images listed in the text output (default 20)")
