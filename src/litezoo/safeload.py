@@ -1,22 +1,32 @@
 """Reading PyTorch files without running code, with one wording for every way a file can be unusable.
 
 Checkpoints and weight files given to litezoo may come from strangers, and unpickling arbitrary objects runs
-code, so every ``.pt`` / ``.pth`` / ``.bin`` file is read here, with ``torch.load(weights_only=True)``: plain
-containers, numbers, strings and tensors only. Every failure -- missing file, folder, unreadable file, pickled
-objects refused, truncated or damaged file, a file that is not PyTorch's -- becomes one :class:`InputError`
-line naming the path, what the file was meant to be, and the cause.
+code, so every ``.pt`` / ``.pth`` / ``.bin`` file the library reads goes through :func:`safe_torch_load`:
+``torch.load(weights_only=True)``, plain containers, numbers, strings and tensors only. Every failure --
+missing file, folder, unreadable file, pickled objects refused, truncated or damaged file, a file that is not
+PyTorch's -- becomes one :class:`InputError` line naming the path, what the file was meant to be, and the cause.
 
-Kept apart from :mod:`litezoo.fsutil`, which the torch-free deployment path imports: torch loads only here.
+A module of its own (not :mod:`litezoo.fsutil`) because it needs torch, and the torch-free deployment path
+(:mod:`litezoo.runtime`) imports ``fsutil``.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from litezoo.errors import InputError
+
+# torch wraps every UnpicklingError of a weights_only load in "Weights only load failed ...". A refusal (the file
+# needs a Python global, i.e. code or a class) names the GLOBAL or says what it "Can only" build; anything else
+# (e.g. "Unsupported operand 0") is damaged bytes, reported with the line after "WeightsUnpickler error:".
+_REFUSED = re.compile(r"GLOBAL \S+|Can only [^\n]+")
+_UNPICKLER_CAUSE = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
 def safe_torch_load(
@@ -26,15 +36,13 @@ def safe_torch_load(
     *,
     damaged_hint: Callable[[Path], str] | None = None,
 ) -> Any:
-    """``torch.load(path, weights_only=True)``; :class:`InputError` ``"<what> <path> <problem> (<cause>)"`` if
-    the file cannot be used.
+    """``torch.load(path, map_location, weights_only=True)``, or :class:`InputError` if the file cannot be used:
+    ``"<what> <path> <problem> (<cause>)"`` on one line.
 
-    ``what`` names the file for the user ("checkpoint", "weights file"). ``damaged_hint(path)``, called only
-    for a truncated or damaged file, returns text appended to that message (e.g. the newest good checkpoint
-    beside it); it is not called on the success path, so it may be slow.
+    ``what`` names the file for the user ("checkpoint", "weights file"). ``damaged_hint(path)`` is asked only
+    for a truncated or damaged file and its text is appended to that message (e.g. the newest good checkpoint
+    beside it); it may be slow, since the success path never calls it.
     """
-    import torch  # here, not at the top: see the module docstring
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} {path} does not exist")
@@ -43,21 +51,22 @@ def safe_torch_load(
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        # torch's refusal of anything but plain data is an UnpicklingError with this text; other
-        # UnpicklingErrors are damaged bytes and fall through to the message below.
-        if "Weights only load failed" in str(exc):
+        text = str(exc)
+        refused = _REFUSED.search(text) if "Weights only load failed" in text else None
+        if refused:
             raise InputError(
-                f"{what} {path} holds pickled Python objects, not a plain state dict: refused, since loading "
-                "it could run code (litezoo loads only tensors, numbers, strings and plain containers, such as what "
-                "torch.save(model.state_dict(), ...) writes)"
+                f"{what} {path} holds pickled Python objects, not a plain state dict: refused, since loading it "
+                "could run code (litezoo loads only tensors, numbers, strings and plain containers, as "
+                f"torch.save(model.state_dict(), ...) writes them; torch stopped at {refused.group(0)})"
             ) from None
-        cause = exc
+        inner = _UNPICKLER_CAUSE.search(text)
+        cause = inner.group(1).strip()[:160] if inner else first_line(exc)
     except PermissionError as exc:
         raise InputError(f"{what} {path} cannot be read ({first_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 — torch reports damage as RuntimeError, EOFError, ValueError, ...
-        cause = exc
+        cause = first_line(exc)
     hint = damaged_hint(path) if damaged_hint is not None else ""
-    raise InputError(f"{what} {path} is truncated or corrupt, or not a PyTorch file ({first_line(cause)}){hint}")
+    raise InputError(f"{what} {path} is truncated or corrupt, or not a PyTorch file ({cause}){hint}")
 
 
 def first_line(exc: BaseException) -> str:
