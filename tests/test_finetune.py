@@ -259,15 +259,17 @@ def test_cli_bad_weights_and_one_class_folder(tmp_path, capsys):
     assert len(err) == 1 and "one class" in err[0]
 
 
-def test_cli_megvii_shufflenet_v1_file_names_the_model_to_build(tmp_path, capsys):
-    """litezoo train builds the paper's shuffle order; megvii's V1 release needs the other one: one line, exit 2."""
+def _megvii_v1_file(path: Path, name: str = "shufflenet_v1_g3_x0_5") -> Path:
+    """A state dict under megvii's ShuffleNet V1 names (ShuffleNetV1/network.py) with litezoo's shapes, random
+    values (so that the shuffle order shows in the output), as their release wraps it."""
     with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in litezoo.create_model("shufflenet_v1_g3_x0_5").state_dict().items()}
+        shapes = {k: tuple(v.shape) for k, v in litezoo.create_model(name).state_dict().items()}
     names = {"stem.0": "first_conv.0", "stem.1": "first_conv.1", "head.fc": "classifier.0"}
     parts = {"pw1.0": "branch_main_1.0", "pw1.1": "branch_main_1.1", "dw.0": "branch_main_1.3", "dw.1": "branch_main_1.4",
              "pw2.0": "branch_main_2.0", "pw2.1": "branch_main_2.1"}  # fmt: skip
+    g = torch.Generator().manual_seed(0)
     state = {}
-    for key, shape in shapes.items():  # megvii's names (ShuffleNetV1/network.py), litezoo's shapes
+    for key, shape in shapes.items():
         module, leaf = key.rsplit(".", 1)
         if module.startswith("stages."):
             _, s, u, part, idx = module.split(".")
@@ -277,16 +279,106 @@ def test_cli_megvii_shufflenet_v1_file_names_the_model_to_build(tmp_path, capsys
             continue  # megvii's classifier has no bias
         else:
             module = names[module]
-        dtype = torch.long if leaf == "num_batches_tracked" else torch.float32
-        state[f"module.{module}.{leaf}"] = torch.zeros(shape, dtype=dtype)
-    path = tmp_path / "megvii_v1.pth.tar"
+        if leaf == "num_batches_tracked":
+            value = torch.zeros(shape, dtype=torch.long)
+        elif leaf == "running_var":
+            value = torch.rand(shape, generator=g) + 0.5
+        else:
+            value = torch.randn(shape, generator=g) * 0.3
+        state[f"module.{module}.{leaf}"] = value
     torch.save({"state_dict": state}, path)
+    return path
+
+
+def test_cli_megvii_shufflenet_v1_file_builds_megvii_order_and_round_trips(tmp_path, capsys):
+    """train --init-from megvii's V1 release builds the megvii-order model by itself and records the option, so
+    eval and deploy rebuild the same function; a config that insists on the paper's order is refused in one line."""
+    from litezoo.checkpoint import load_checkpoint
+    from litezoo.deploy.source import load_source
+    from litezoo.evaluate import load_trained_model
+
+    path = _megvii_v1_file(tmp_path / "megvii_v1.pth.tar")
     data = _folder(tmp_path / "three")
-    assert main(["train", "--model", "shufflenet_v1_g3_x0_5", "--init-from", str(path), "--out", str(tmp_path / "run"),
-                 "--data", str(data), "--epochs", "1", "--device", "cpu", "--image-size", "32",
-                 "--cache-dir", str(tmp_path / "cache")]) == 2  # fmt: skip
+    common = ["--model", "shufflenet_v1_g3_x0_5", "--init-from", str(path), "--data", str(data), "--epochs", "1",
+              "--device", "cpu", "--image-size", "32", "--batch-size", "8", "--amp", "off", "--threads", "1",
+              "--cache-dir", str(tmp_path / "cache"), "--quiet"]  # fmt: skip
+    assert main(["train", "--out", str(tmp_path / "paper"), "--shuffle-order", "paper", *common]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "create_model('shufflenet_v1_g3_x0_5', shuffle_order='megvii')" in err[0]
+    assert len(err) == 1 and "shuffle_order='megvii'" in err[0]
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), *common]) == 0
+    capsys.readouterr()
+    assert "shuffle_order: megvii" in (run / "config.yaml").read_text()
+    assert load_checkpoint(run / "checkpoints" / "last.pt").meta.options == {"shuffle_order": "megvii"}
+    model, meta = load_trained_model(run)
+    assert meta["options"] == {"shuffle_order": "megvii"} and model.shuffle_order == "megvii"
+    # The trained weights in each order: eval's rebuild computes the megvii-order function, not the paper's.
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    state = model.state_dict()
+    megvii_order = litezoo.create_model("shufflenet_v1_g3_x0_5", num_classes=3, shuffle_order="megvii").eval()
+    paper_order = litezoo.create_model("shufflenet_v1_g3_x0_5", num_classes=3).eval()
+    megvii_order.load_state_dict(state)
+    paper_order.load_state_dict(state)
+    with torch.no_grad():
+        got, want, other = model(x), megvii_order(x), paper_order(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert (got - other).abs().max() > 1e-3
+    source = load_source(run)  # what export/quantize/bench start from
+    assert source.model.shuffle_order == "megvii"
+    with torch.no_grad():
+        torch.testing.assert_close(source.model(x), want, rtol=0, atol=0)
+    # Resuming rebuilds it too (the config as run says megvii); asking for the paper's order is refused.
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet", "--threads", "1"]) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.pt").meta.options == {"shuffle_order": "megvii"}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--shuffle-order", "paper", "--quiet"]) == 2
+    assert "shuffle_order='megvii'" in capsys.readouterr().err
+
+
+def test_efficientnet_from_torchvision_layout_evaluates_as_trained(tmp_path, capsys):
+    """EfficientNet from torchvision's weights trains with their BatchNorm eps (1e-5, not litezoo's 1e-3); the run
+    records it, so `litezoo eval` rebuilds the very model that trained: same logits, same accuracy."""
+    from litezoo.checkpoint import load_safetensors
+    from litezoo.evaluate import load_trained_model
+    from litezoo.weights import export_weights
+
+    weights = tmp_path / "imagenet.pth"
+    torch.save(_fixture_state("efficientnet_b0"), weights)
+    data = _folder(tmp_path / "three")
+    cfg = resolve("efficientnet_finetune", {
+        "data.path": str(data), "data.cache_dir": str(tmp_path / "cache"), "model.name": "efficientnet_b0",
+        "model.init_from": str(weights), "data.image_size": 32, "data.batch_size": 8, "data.eval_batch_size": 12,
+        "data.limit_train": 16, "train.epochs": 1, "train.amp": "off", "train.device": "cpu", "train.threads": 1})  # fmt: skip
+    assert cfg.model.bn_eps is None  # nothing in the config: the weights file decides
+    run = tmp_path / "run"
+    fit(cfg, run, progress=Progress(quiet=True))
+    tuned, meta = load_safetensors(run / "model.safetensors")
+    assert meta["options"] == {"bn_eps": 1e-5}
+    assert "bn_eps: 1.0e-05" in (run / "config.yaml").read_text()
+
+    # The in-memory model as training built it: torchvision's file loaded (which sets eps 1e-5), then trained.
+    trained = litezoo.create_model("efficientnet_b0", num_classes=3)
+    load_weights(trained, weights)
+    trained.load_state_dict(tuned)
+    trained.eval()
+    model, _ = load_trained_model(run)
+    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    default_eps = litezoo.create_model("efficientnet_b0", num_classes=3).eval()
+    default_eps.load_state_dict(tuned)
+    with torch.no_grad():
+        got, want, other = model(x), trained(x), default_eps(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert (got - other).abs().max() > 1e-4  # the eps matters: a rebuild at 1e-3 would be another function
+
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert main(["eval", str(run), "--data", str(data), "--device", "cpu", "--json",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["top1"] == pytest.approx(rows[-1]["test_top1"])
+    # The export back to torchvision's layout rebuilds at eps 1e-5 too: no eps warning.
+    assert export_weights(run, tmp_path / "out.pth")["notes"] == []
 
 
 def test_cli_cache_features(tmp_path, capsys):

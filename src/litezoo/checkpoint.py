@@ -110,6 +110,14 @@ class ModelMeta:
     # The class folders behind ``classes`` (same order; a names file may have renamed them): evaluation matches
     # a dataset by its folders, so it needs no names file. None in files written before this field existed.
     class_folders: list[str] | None = None
+    # Build options of the model besides num_classes/in_chans that change what it computes (e.g. EfficientNet's
+    # ``bn_eps``, ShuffleNet V1's ``shuffle_order``): every rebuild passes them to ``create_model``. None: the
+    # builder's defaults (and in files written before this field existed).
+    options: dict[str, Any] | None = None
+
+    def build_options(self) -> dict[str, Any]:
+        """``options`` as keyword arguments for ``create_model`` ({} when none)."""
+        return dict(self.options or {})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -120,6 +128,9 @@ class ModelMeta:
         missing = [f.name for f in fields if f.name not in d and f.default is dataclasses.MISSING]
         if missing:
             raise InputError(f"{where} lacks the model description field(s) {', '.join(missing)}")
+        options = d.get("options")
+        if options is not None and not (isinstance(options, dict) and all(isinstance(k, str) for k in options)):
+            raise InputError(f"{where}: the model description's options must be a mapping, got {options!r:.80}")
         return cls(**{f.name: d[f.name] for f in fields if f.name in d})
 
 

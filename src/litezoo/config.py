@@ -18,7 +18,8 @@ an override sets ``optim.lr`` (the warm-up only when none is set either).
 
 Fields added beyond the original schema: ``model.init_from`` and ``model.freeze_features`` (the transfer set-up
 of the dogs-vs-cats recipe), ``schedule.base_momentum`` and ``schedule.max_momentum`` (the one-cycle momentum
-range, torch's defaults).
+range, torch's defaults), ``model.bn_eps`` and ``model.shuffle_order`` (build options recorded in the run's
+files, so that evaluation and export rebuild the model that trained).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class ModelConfig:
     num_classes: int | None = None  # None: taken from the dataset's class count
     in_chans: int = 3
     drop_rate: float | None = None  # None: the builder's default
+    # Build options of some families (None: the builder's default, or what model.init_from's weights need):
+    # EfficientNet's BatchNorm eps (1e-3; torchvision's weights were trained with 1e-5) and ShuffleNet V1's
+    # channel-shuffle order (paper | megvii, for megvii's released weights). The run files record them.
+    bn_eps: float | None = None
+    shuffle_order: str | None = None
     # Transfer learning: start from these weights (a litezoo checkpoint or .safetensors file); the classifier
     # is re-initialised when its shape differs (e.g. 1000 ImageNet classes -> 2). None: random initialisation.
     init_from: str | None = None
@@ -172,6 +178,7 @@ SCHEDULES = ("cosine", "onecycle", "steps", "poly", "linear", "constant")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
 NAN_POLICIES = ("stop", "skip")
+SHUFFLE_ORDERS = ("paper", "megvii")  # litezoo.models.shufflenet_v1 (not imported here: it imports torch)
 
 ALIASES = {"model": "model.name", "data": "data.path", "optimizer": "optim.name", "schedule": "schedule.name"}
 
@@ -458,6 +465,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(m.num_classes is None or m.num_classes >= 1, f"model.num_classes must be >= 1, got {m.num_classes}")
     need(m.in_chans >= 1, f"model.in_chans must be >= 1, got {m.in_chans}")
     need(m.drop_rate is None or 0.0 <= m.drop_rate < 1.0, f"model.drop_rate must be in [0, 1), got {m.drop_rate}")
+    need(m.bn_eps is None or m.bn_eps > 0, f"model.bn_eps must be > 0, got {m.bn_eps}")
+    if m.shuffle_order is not None:
+        choice("model.shuffle_order", m.shuffle_order, SHUFFLE_ORDERS)
     need(m.init_from is None or bool(m.init_from.strip()), "model.init_from must be a path or null")
     need(
         not m.freeze_features or m.init_from is not None,

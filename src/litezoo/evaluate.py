@@ -249,7 +249,9 @@ def load_trained_model(
     ``weights``: auto | raw | ema, see :func:`litezoo.checkpoint.load_weights`.
     """
     state, meta = load_weights(target, weights)
-    model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"])
+    # The build options the run recorded (e.g. EfficientNet's bn_eps after torchvision weights): the same model.
+    model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"],
+                         **(meta.get("options") or {}))  # fmt: skip
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

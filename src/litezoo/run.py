@@ -124,10 +124,54 @@ def make_criterion(cfg: RunConfig) -> nn.Module:
     return nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
 
 
+# Config fields (model.<name>) that are build options of some families and change what the model computes:
+# they are recorded in the run's files (ModelMeta.options) and passed to every rebuild of the model.
+BUILD_OPTIONS = ("bn_eps", "shuffle_order")
+
+
+def model_options(cfg: RunConfig) -> dict[str, Any]:
+    """The build options ``cfg`` sets (model.bn_eps, model.shuffle_order; None fields left out)."""
+    return {k: getattr(cfg.model, k) for k in BUILD_OPTIONS if getattr(cfg.model, k) is not None}
+
+
+def resolve_model_options(cfg: RunConfig, resume_from: ckpt_io.Checkpoint | None = None) -> None:
+    """Fill in, on the config as run, the build options a set field leaves open: those of the checkpoint to
+    resume, else those ``model.init_from``'s weights were trained with (``litezoo.weights.source_options``:
+    torchvision's EfficientNet BN eps, megvii's ShuffleNet V1 shuffle order, a litezoo file's own). A field the
+    config sets wins, except against the checkpoint to resume (InputError: that would be another model)."""
+    found: dict[str, Any] = {}
+    if resume_from is not None:
+        found, where = resume_from.meta.build_options(), "the checkpoint to resume"
+    # A checkpoint without options that started from init_from: one written before options were recorded (a new
+    # one would record what init_from needs), so the weights file says what the model was built with.
+    if not found and cfg.model.init_from is not None:
+        from litezoo.weights import source_options
+
+        found, where = source_options(cfg.model.name, cfg.model.init_from), cfg.model.init_from
+    if not found and resume_from is None:
+        return
+    for key, value in found.items():
+        if key not in BUILD_OPTIONS:
+            raise InputError(f"{where} records the build option {key}={value!r}, which the config cannot set")
+        ours = getattr(cfg.model, key)
+        if ours is None:
+            setattr(cfg.model, key, value)
+        elif resume_from is not None and ours != value:
+            raise InputError(f"cannot resume: the checkpoint's model was built with {key}={value!r}, "
+                             f"but model.{key}={ours!r} was asked for")  # fmt: skip
+    if resume_from is not None:  # a checkpoint without an option was built with the builder's default
+        extra = {k: v for k, v in model_options(cfg).items() if k not in found}
+        if extra:
+            key, value = next(iter(extra.items()))
+            raise InputError(f"cannot resume: the checkpoint's model was built without {key} (the builder's "
+                             f"default), but model.{key}={value!r} was asked for")  # fmt: skip
+
+
 def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     """The bare architecture, randomly initialised from the global RNG."""
     options = {} if cfg.model.drop_rate is None else {"drop_rate": cfg.model.drop_rate}
-    return create_model(cfg.model.name, num_classes=num_classes, in_chans=cfg.model.in_chans, **options)
+    return create_model(cfg.model.name, num_classes=num_classes, in_chans=cfg.model.in_chans, **options,
+                        **model_options(cfg))  # fmt: skip
 
 
 def classifier_parameters(cfg: RunConfig, num_classes: int) -> set[str]:
@@ -158,7 +202,11 @@ def model_for_training(cfg: RunConfig, num_classes: int, note: Callable[[str], N
     model = build_model(cfg, num_classes)
     classifier = classifier_parameters(cfg, num_classes)
     if cfg.model.init_from is not None:
-        report = load_weights(model, cfg.model.init_from)
+        # The build options the weights need are in cfg already (resolve_model_options): a model.bn_eps the
+        # config sets stays as set (and recorded), rather than being changed behind the run files' back.
+        report = load_weights(model, cfg.model.init_from, match_bn_eps=False)
+        for text in report.notes:
+            note(f"{cfg.model.init_from}: {text}")
         new_head = f" (new classifier: {', '.join(report.head_reset)})" if report.head_reset else ""
         note(f"initialised from {cfg.model.init_from}, {report.layout} layout{new_head}")
     spec = "backbone" if cfg.model.freeze_features else cfg.model.freeze
@@ -349,13 +397,14 @@ def build_run(
     cfg = copy.deepcopy(cfg)
     cfg.model.num_classes = num_classes
     cfg.data.image_size = image_size
+    resolve_model_options(cfg, resume_from)  # the options init_from's weights need (or the resumed run's)
     # Normalisation: the data's own, unless the config names the pretrained weights' (data.mean/std).
     mean = tuple(train_ds.mean if cfg.data.mean is None else cfg.data.mean)
     std = tuple(train_ds.std if cfg.data.std is None else cfg.data.std)
     meta = ckpt_io.ModelMeta(
         model_name=cfg.model.name, num_classes=num_classes, in_chans=cfg.model.in_chans, image_size=image_size,
         classes=classes, mean=[float(v) for v in mean], std=[float(v) for v in std],
-        class_folders=list(train_ds.class_folders),
+        class_folders=list(train_ds.class_folders), options=model_options(cfg) or None,
     )  # fmt: skip
 
     # --- model, precision, EMA -----------------------------------------------------------------------------------
@@ -427,4 +476,5 @@ def build_run(
                sides=sides, teacher=teacher)  # fmt: skip
 
 
-__all__ = ["EpochStats", "Run", "RunState", "build_run", "model_for_training", "seed_everything"]
+__all__ = ["BUILD_OPTIONS", "EpochStats", "Run", "RunState", "build_run", "model_for_training", "model_options",
+           "resolve_model_options", "seed_everything"]

@@ -85,7 +85,8 @@ class EfficientNet(ZooModel):
 
     ``stages`` rows are already scaled: [expand_ratio, kernel, stride, out_chs, repeats]; only a stage's first
     block has the stage's stride. ``small_input=True`` (CIFAR, 32 px): stride-1 stem, so the output stride is
-    16 and a 32 px image ends as a 2x2 map instead of 1x1.
+    16 and a 32 px image ends as a 2x2 map instead of 1x1. ``bn_eps``: every BatchNorm's eps (the reference's
+    1e-3; torchvision's weights were trained with PyTorch's 1e-5, so ``litezoo.weights`` builds with that).
     """
 
     def __init__(
@@ -99,8 +100,12 @@ class EfficientNet(ZooModel):
         small_input: bool = False,
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.2,
+        bn_eps: float = BN_EPS,
     ):
         super().__init__(num_classes, in_chans)
+        if not bn_eps > 0:
+            raise ValueError(f"EfficientNet: bn_eps must be > 0, got {bn_eps}")
+        self.bn_eps = bn_eps
         self.stem = ConvBNAct(in_chans, stem_chs, 3, stride=1 if small_input else 2, act=nn.SiLU)
 
         total_blocks = sum(row[4] for row in stages)
@@ -129,7 +134,7 @@ class EfficientNet(ZooModel):
         self.num_features = head_chs
         self.head = ClassifierHead(head_chs, num_classes, drop_rate)
 
-        set_batch_norm(self, eps=BN_EPS, momentum=BN_MOMENTUM)
+        set_batch_norm(self, eps=bn_eps, momentum=BN_MOMENTUM)
         init_weights(self)
         # Reference (TF dense_kernel_initializer): uniform(+-1/sqrt(classes)) for the classifier.
         if isinstance(self.head.fc, nn.Linear):

@@ -48,6 +48,9 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)  # with strict=False: tensors that did not fit, and why
     source_num_classes: int | None = None
     notes: list[str] = field(default_factory=list)  # e.g. a BatchNorm eps changed to the source's
+    # Build options the weights were trained with that the model lacked and load_weights applied in place
+    # (``bn_eps``); record them with the model (``ModelMeta.options``) so a rebuilt model matches.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         parts = [f"{self.loaded} tensors from {self.source} ({self.layout} layout)"]
@@ -170,12 +173,16 @@ def load_weights(
     *,
     strict: bool = True,
     keep_head: bool = True,
+    match_bn_eps: bool = True,
 ) -> LoadReport:
     """Load weights of any supported file or layout into ``model`` (in place); see the module docstring.
 
     ``strict``: every tensor of the model but the classifier must be in the file with its shape; otherwise the
     ones that do not fit are skipped and listed in the report. ``keep_head=False`` leaves the classifier fresh
-    even when it fits. Raises ``InputError`` naming the layers whose shapes differ.
+    even when it fits. ``match_bn_eps``: give the model the BatchNorm eps the weights were trained with
+    (torchvision's EfficientNet: 1e-5) and list it in ``report.options``; False keeps the model's and only notes
+    the difference (a caller that built the model with the right ``bn_eps`` already, as training does).
+    Raises ``InputError`` naming the layers whose shapes differ.
     """
     state, where, _ = read_state_dict(source)
     mapped, layout = to_litezoo_names(state, model)
@@ -216,12 +223,41 @@ def load_weights(
             own[key].copy_(value.to(dtype=own[key].dtype) if own[key].is_floating_point() else value)
     report.loaded = len(to_load)
     eps = tv.BN_EPS.get(model_info(model.model_name).family) if layout == "torchvision" else None
-    if eps is not None:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eps = eps
-        report.notes.append(f"BatchNorm eps set to {eps:g}, the value torchvision's weights were trained with")
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if eps is not None and not match_bn_eps and any(m.eps != eps for m in bns):
+        report.notes.append(f"BatchNorm eps kept at {sorted({m.eps for m in bns})}; torchvision's weights were "
+                            f"trained with {eps:g}")  # fmt: skip
+    elif eps is not None and any(m.eps != eps for m in bns):
+        # The same model as create_model(name, bn_eps=eps) builds; report.options says so, for the run's files.
+        for m in bns:
+            m.eps = eps
+        if hasattr(model, "bn_eps"):
+            model.bn_eps = eps
+        report.options["bn_eps"] = eps
+        report.notes.append(f"BatchNorm eps set to {eps:g}, the value torchvision's weights were trained with "
+                            f"(build option bn_eps={eps:g})")  # fmt: skip
     return report
+
+
+def source_options(model_name: str, source: str | os.PathLike | dict) -> dict[str, Any]:
+    """The build options ``model_name`` needs to run the weights in ``source`` as they were trained.
+
+    A litezoo file: the options it records (``ModelMeta.options``). torchvision's EfficientNet layout:
+    ``bn_eps`` 1e-5. megvii's ShuffleNet V1 release: ``shuffle_order="megvii"``. Otherwise none. Only the
+    options ``model_name``'s builder takes are returned (a litezoo file of another family may record others).
+    """
+    state, _, meta = read_state_dict(source)
+    info = model_info(model_name)
+    if meta is not None:
+        found = dict(meta.get("options") or {})
+    else:
+        keys = set(state)
+        found = {}
+        if info.family == "shufflenet_v1" and megvii.signature(keys) == "shufflenet_v1":
+            found["shuffle_order"] = "megvii"
+        if info.family in tv.BN_EPS and tv.signature(keys) == info.family:
+            found["bn_eps"] = tv.BN_EPS[info.family]
+    return {k: v for k, v in found.items() if k in info.options}
 
 
 def to_torchvision(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -249,7 +285,8 @@ def export_weights(
     if layout != "torchvision":
         raise InputError(f"export layout must be 'torchvision', got {layout!r}")
     tensors, meta = ckpt_io.load_weights(source, weights)
-    model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"])
+    model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"],
+                         **(meta.get("options") or {}))  # fmt: skip
     model.load_state_dict(tensors)
     state = to_torchvision(model)
     src = Path(source)
@@ -274,5 +311,5 @@ def export_weights(
             "tensors": len(state), "classes": meta.get("classes"), "notes": notes}  # fmt: skip
 
 
-__all__ = ["LAYOUTS", "LoadReport", "classifier_keys", "export_weights", "load_weights", "read_state_dict", "to_litezoo_names",
-           "to_torchvision"]  # fmt: skip
+__all__ = ["LAYOUTS", "LoadReport", "classifier_keys", "export_weights", "load_weights", "read_state_dict",
+           "source_options", "to_litezoo_names", "to_torchvision"]  # fmt: skip
