@@ -201,3 +201,43 @@ def test_safetensors_export_roundtrip_with_metadata(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(InputError, match="truncated or corrupt"):
         ck.load_safetensors(path)
+
+
+def test_model_options_round_trip_and_old_files_without_them(tmp_path):
+    """ModelMeta.options (build options such as bn_eps) survive checkpoint and safetensors; files written before
+    the field existed load with options None, and rebuild with the builder's defaults."""
+    import dataclasses
+
+    from litezoo.evaluate import load_trained_model
+    from litezoo.registry import create_model
+
+    meta = dataclasses.replace(META, options={"bn_eps": 1e-5})
+    ckpt = dataclasses.replace(_state(1.0, side=4), meta=meta)
+    path = tmp_path / "checkpoints" / "last.pt"
+    ck.save_checkpoint(ckpt, path)
+    assert ck.load_checkpoint(path).meta.options == {"bn_eps": 1e-5}
+    assert ck.load_checkpoint(path).meta.build_options() == {"bn_eps": 1e-5}
+    # An older file: the meta dict has no 'options' key (version 2), or is flat (version 1).
+    d = ckpt.to_dict()
+    d["meta"] = {k: v for k, v in d["meta"].items() if k != "options"}
+    torch.save(d, path)
+    assert ck.load_checkpoint(path).meta.options is None and ck.load_checkpoint(path).meta.build_options() == {}
+    flat = {k: v for k, v in d.items() if k not in ("meta", "state", "version")}
+    flat.update(d["meta"], **d["state"])
+    torch.save(flat, path)
+    assert ck.load_checkpoint(path).meta == META
+    with pytest.raises(InputError, match="options must be a mapping"):
+        ck.ModelMeta.from_dict({**META.to_dict(), "options": ["bn_eps"]}, "x.pt")
+
+    # A safetensors export with options rebuilds the model with them; one without (older) with the defaults.
+    torch.manual_seed(0)
+    net = create_model("efficientnet_b0_cifar", num_classes=2, bn_eps=1e-5)
+    for options in ({"bn_eps": 1e-5}, None):
+        info = {**dataclasses.replace(META, model_name="efficientnet_b0_cifar", options=options).to_dict(), "epoch": 1}
+        if options is None:
+            del info["options"]
+        out = ck.export_safetensors(net.state_dict(), tmp_path / "model.safetensors", info)
+        model, got = load_trained_model(out)
+        assert got.get("options") == options
+        eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+        assert eps == ({1e-5} if options else {1e-3})

@@ -236,3 +236,35 @@ def test_eval_of_a_run_trained_with_class_names(tmp_path, capsys):
     wrong = make_image_folder(tmp_path / "wrong", classes=3, train_per_class=1, test_per_class=2)
     assert main(["eval", str(run), "--data", str(wrong), "--device", "cpu", *common]) == 2
     assert "class folders ['class_0', 'class_1', 'class_2'], but the model was trained on" in capsys.readouterr().err
+
+
+def test_build_options_from_the_resumed_checkpoint_and_conflicts():
+    """The config as run takes the resumed checkpoint's build options; a config asking for others is refused,
+    and so is an option the checkpoint's model was built without (an old file: options None)."""
+    import dataclasses
+
+    from litezoo import checkpoint as ck
+    from litezoo.config import resolve
+    from litezoo.errors import InputError
+    from litezoo.run import build_model, model_options, resolve_model_options
+
+    meta = ck.ModelMeta(model_name="efficientnet_b0_cifar", num_classes=2, in_chans=3, image_size=32,
+                        classes=["a", "b"], mean=[0.5] * 3, std=[0.25] * 3, options={"bn_eps": 1e-5})  # fmt: skip
+    ckpt = ck.Checkpoint(meta=meta, config={}, model={}, optimizer={}, scheduler={}, scaler=None, ema=None,
+                         lookahead=None, loader={}, state={"step": 1, "epoch": 1}, rng=[], world_size=1)  # fmt: skip
+    cfg = resolve(None, {"model": "efficientnet_b0_cifar"})
+    resolve_model_options(cfg, ckpt)
+    assert model_options(cfg) == {"bn_eps": 1e-5}
+    with torch.device("meta"):
+        assert {m.eps for m in build_model(cfg, 2).modules() if isinstance(m, nn.BatchNorm2d)} == {1e-5}
+    with pytest.raises(InputError, match="built with bn_eps=1e-05, but model.bn_eps=0.001"):
+        resolve_model_options(resolve(None, {"model": "efficientnet_b0_cifar", "bn_eps": "1e-3"}), ckpt)
+    old = dataclasses.replace(ckpt, meta=dataclasses.replace(meta, options=None))
+    with pytest.raises(InputError, match="built without bn_eps"):
+        resolve_model_options(resolve(None, {"model": "efficientnet_b0_cifar", "bn_eps": "1e-5"}), old)
+    plain = resolve(None, {"model": "efficientnet_b0_cifar"})
+    resolve_model_options(plain, old)
+    assert model_options(plain) == {}
+    # An option the model does not take is one line from create_model.
+    with pytest.raises(InputError, match="has no option"):
+        build_model(resolve(None, {"model": "shufflenet_v2_x0_5_cifar", "shuffle_order": "megvii"}), 2)
