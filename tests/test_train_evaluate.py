@@ -236,6 +236,16 @@ def test_eval_of_a_run_trained_with_class_names(tmp_path, capsys):
     wrong = make_image_folder(tmp_path / "wrong", classes=3, train_per_class=1, test_per_class=2)
     assert main(["eval", str(run), "--data", str(wrong), "--device", "cpu", *common]) == 2
     assert "class folders ['class_0', 'class_1', 'class_2'], but the model was trained on" in capsys.readouterr().err
+    # What ships matches data the same way: the export checks itself on the run's data (no names file there) and
+    # the ONNX file, carrying the class folders, evaluates on the folder with the trained names.
+    onnx = tmp_path / "run.onnx"
+    assert main(["export", str(run), "--out", str(onnx)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(onnx), "--data", str(data), "--json", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [c["class"] for c in report["per_class"]] == ["red things", "green things"] and report["num_samples"] == 8
+    assert main(["eval", str(onnx), "--data", str(wrong), *common]) == 2
+    assert "class folders ['class_0', 'class_1', 'class_2'], but the model was trained on" in capsys.readouterr().err
 
 
 def test_build_options_from_the_resumed_checkpoint_and_conflicts():

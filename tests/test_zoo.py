@@ -154,7 +154,7 @@ def test_list_models_pattern_and_cifar_forms() -> None:
 
 def test_options_come_from_the_family_builder() -> None:
     """Variants take ``**kwargs``; the registry reads the allowed options from the family's builder signature."""
-    assert model_info("efficientnet_b0").options == ("drop_rate", "drop_path_rate")
+    assert model_info("efficientnet_b0").options == ("drop_rate", "drop_path_rate", "bn_eps")
     assert model_info("squeezenet1_1_cifar").options == ("batch_norm", "drop_rate")
     # The variant fixes the architecture: a positional knob of the class is not an option.
     with pytest.raises(ValueError, match="no option.*bypass.*takes: batch_norm, drop_rate"):

@@ -31,7 +31,7 @@ def evaluate_exported(
     import torch.nn.functional as F
 
     from litezoo.data import BatchLoader, open_dataset
-    from litezoo.evaluate import EvalResult
+    from litezoo.evaluate import EvalResult, match_classes
     from litezoo.runtime import OnnxClassifier
 
     path = Path(path)
@@ -41,9 +41,7 @@ def evaluate_exported(
     meta = clf.meta
     ds = open_dataset(data, split, image_size=int(meta["image_size"]), cache_dir=cache_dir, limit=limit,
                       download=download)
-    if list(ds.classes) != list(meta["classes"]):
-        raise InputError(f"the data at {data} has classes {ds.classes}, but {path} was exported for "
-                         f"{meta['classes']}")  # fmt: skip
+    match_classes(meta, ds.class_folders, ds.classes, data)  # InputError when the data's classes differ
     loader = BatchLoader(ds, batch_size, train=False, device="cpu", rank=0, world_size=1,
                          mean=tuple(meta["mean"]), std=tuple(meta["std"]))  # fmt: skip
     k_classes = len(meta["classes"])

@@ -42,6 +42,8 @@ def metadata_record(src: Source, *, opset: int, precision: str = "fp32", extra: 
         "mean": [float(v) for v in meta["mean"]],
         "std": [float(v) for v in meta["std"]],
         "classes": list(meta["classes"]),
+        # the class folders behind renamed classes (a names file at training): evaluation matches data by them
+        **({"class_folders": list(meta["class_folders"])} if meta.get("class_folders") else {}),
         "in_chans": int(meta["in_chans"]),
         "layout": "NCHW float32, RGB scaled to [0, 1] then (x - mean) / std",
         "trained": src.trained,

@@ -88,6 +88,7 @@ def dataset_arrays(src: Source, split: str, limit: int | None, *, batch_size: in
     ``limit`` keeps a class-balanced subset (litezoo.data's rule). Raises InputError when there is no data.
     """
     from litezoo.data import BatchLoader, open_dataset
+    from litezoo.evaluate import match_classes
 
     if not src.data:
         raise InputError(f"{src.target} names no dataset (a bare model or a run folder without config.yaml): "
@@ -95,9 +96,7 @@ def dataset_arrays(src: Source, split: str, limit: int | None, *, batch_size: in
     meta = src.meta
     ds = open_dataset(src.data, split, image_size=meta["image_size"], cache_dir=src.cache_dir, limit=limit,
                       download=src.download)
-    if list(ds.classes) != list(meta["classes"]):
-        raise InputError(f"the data at {src.data} has classes {ds.classes}, but the model was trained on "
-                         f"{meta['classes']}")  # fmt: skip
+    match_classes(meta, ds.class_folders, ds.classes, src.data)  # InputError when the data's classes differ
     loader = BatchLoader(ds, batch_size, train=False, device="cpu", rank=0, world_size=1,
                          mean=tuple(meta["mean"]), std=tuple(meta["std"]))  # fmt: skip
     xs, ys = [], []
