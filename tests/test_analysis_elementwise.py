@@ -3,25 +3,21 @@ are what they claim (BN folding keeps the function; the other steps take away ex
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
+from conftest import load_script
+
 import litezoo
 from litezoo.layers import SqueezeExcite
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def elementwise():
-    spec = importlib.util.spec_from_file_location("elementwise", REPO / "benchmarks" / "elementwise.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/elementwise.py")
 
 
 def _with_real_bn_stats(model: nn.Module) -> nn.Module:

@@ -3,23 +3,20 @@ and the chart say what was measured. Timing itself is litezoo.deploy.bench's (te
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 from litezoo.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def which_net():
-    spec = importlib.util.spec_from_file_location("which_net", REPO / "benchmarks" / "which_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/which_net.py")
 
 
 def _run(tmp_path: Path, family: str, top1s: list[float], epochs: int = 3, lr: float = 0.1) -> Path:

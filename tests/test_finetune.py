@@ -4,7 +4,6 @@ with a torchvision-layout file, and the one-line errors."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from conftest import load_script
 
 import litezoo
 from litezoo.cli.main import main
@@ -28,9 +29,7 @@ COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
 
 
 def _fixture_state(name: str) -> dict[str, torch.Tensor]:
-    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
-    make = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make)
+    make = load_script("tests/fixtures/torchvision/make_fixtures.py")
     rec = torch.load(FIXTURES / f"{name}.pt", weights_only=True)
     return make.seeded_state_dict(rec["keys"], [tuple(s) for s in rec["shapes"]], rec["seed"])
 

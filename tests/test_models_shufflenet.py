@@ -340,13 +340,9 @@ class _MegviiV1Net(nn.Module):
 
 def _seeded(module: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """Non-trivial weights and BN statistics (the torchvision fixtures' generator), loaded into ``module``."""
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_script
 
-    path = Path(__file__).parent / "fixtures" / "torchvision" / "make_fixtures.py"
-    spec = importlib.util.spec_from_file_location("make_fixtures", path)
-    make = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make)
+    make = load_script("tests/fixtures/torchvision/make_fixtures.py")
     own = module.state_dict()
     state = make.seeded_state_dict(list(own), [tuple(v.shape) for v in own.values()], seed)
     module.load_state_dict(state)

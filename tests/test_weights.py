@@ -7,11 +7,12 @@ weights are regenerated here from the same seed (checked against the stored chec
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import load_script
 
 import litezoo
 from litezoo.errors import InputError
@@ -20,14 +21,7 @@ from litezoo.weights import load_weights, to_torchvision
 FIXTURES = Path(__file__).parent / "fixtures" / "torchvision"
 
 
-def _fixture_module():
-    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MAKE = _fixture_module()
+MAKE = load_script("tests/fixtures/torchvision/make_fixtures.py")
 
 
 def _reference(name: str):
