@@ -130,3 +130,28 @@ def test_v3_head_pre_logits_and_reset() -> None:
         assert pre.shape == (2, 768) and (pre >= -0.375).all()  # h-swish's minimum is -3/8
         model.reset_classifier(0)
         assert torch.allclose(model(x), pre)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_x1_0", "efficientnet_b0"])
+def test_cifar_form_running_stats_follow_a_short_training(name: str) -> None:
+    """ImageNet forms keep the TF reference's BN momentum 0.01; the CIFAR forms, trained from scratch in short
+    runs, use 0.1 — with 0.01 a 3-epoch CIFAR run of either family evaluated at chance (constant predictions).
+
+    8 train-mode batches from a shifted input distribution: the stem BN's running mean must have moved >= 50% of
+    the way to the batch mean (0.1: 1 - 0.9^8 = 57%; 0.01 would give 8%).
+    """
+    torch.manual_seed(0)
+    model = litezoo.create_model(f"{name}_cifar", num_classes=10).train()
+    stem_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    stem_bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    x = torch.randn(2, 3, 32, 32) + 3.0
+    with torch.no_grad():
+        target = stem_conv(x).mean(dim=(0, 2, 3))  # what the stem BN sees, per channel
+        for _ in range(8):
+            model(x)
+    moved = stem_bn.running_mean / target
+    assert moved.min() > 0.5, f"running mean moved only {moved.min():.2f} of the way"
+    assert {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
+    with torch.device("meta"):
+        imagenet_form = litezoo.create_model(name)
+    assert {m.momentum for m in imagenet_form.modules() if isinstance(m, nn.BatchNorm2d)} == {0.01}

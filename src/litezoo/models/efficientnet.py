@@ -39,6 +39,9 @@ from litezoo.registry import register_model
 # so the model sets these on every BN after construction (``set_batch_norm``).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # PyTorch's momentum is 1 - TF's decay (0.99)
+# The CIFAR form keeps PyTorch's 0.1: it is trained from scratch in short runs, where 0.01's running statistics
+# (an average over the last ~100 steps) lag the weights and evaluation sees other activations than training did.
+BN_MOMENTUM_SMALL_INPUT = 0.1
 
 
 class MBConv(nn.Module):
@@ -134,7 +137,7 @@ class EfficientNet(ZooModel):
         self.num_features = head_chs
         self.head = ClassifierHead(head_chs, num_classes, drop_rate)
 
-        set_batch_norm(self, eps=bn_eps, momentum=BN_MOMENTUM)
+        set_batch_norm(self, eps=bn_eps, momentum=BN_MOMENTUM_SMALL_INPUT if small_input else BN_MOMENTUM)
         init_weights(self)
         # Reference (TF dense_kernel_initializer): uniform(+-1/sqrt(classes)) for the classifier.
         if isinstance(self.head.fc, nn.Linear):
