@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -462,3 +463,114 @@ def test_bench_reports_cpu_flags_and_int8_speedup(tiny):
     assert "speedup_vs_fp32" not in fp32
     text = format_bench(r)
     assert f"{int8['speedup_vs_fp32']:.2f}x over its fp32 row" in text and "int8 dot-product instructions" in text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# timing protocol and the deployment benchmark script
+
+
+def test_time_calls_cap_keeps_min_calls_and_warmup_excluded():
+    from litezoo.deploy.bench import time_calls
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.02)
+
+    info = {}
+    # 30 repeats would take 0.6 s; the cap stops after 0.1 s once 5 calls are timed
+    t = time_calls(slow, repeats=30, min_seconds=0.0, max_seconds=0.1, min_calls=5, info=info)
+    assert 5 <= len(t) < 30 and info["capped"] is True
+    assert info["warmup_calls"] == 3 and len(calls) == len(t) + 3  # warm-up calls are not in the samples
+    assert t.min() >= 0.02
+    # a cap shorter than min_calls calls still yields min_calls samples
+    t = time_calls(slow, repeats=30, min_seconds=0.0, max_seconds=0.001, min_calls=4, warmup=1)
+    assert len(t) == 4
+    # fast calls never reach the cap: the repeats / min_seconds rule decides, not capped
+    info = {}
+    t = time_calls(lambda: None, repeats=7, min_seconds=0.0, max_seconds=5.0, min_calls=3, info=info)
+    assert len(t) == 7 and info["capped"] is False
+
+
+def test_time_calls_slow_warmup_stops_after_two_calls():
+    from litezoo.deploy.bench import time_calls
+
+    calls = []
+    info = {}
+    time_calls(lambda: (calls.append(1), time.sleep(0.03)), repeats=2, min_seconds=0.0, warmup=3,
+               warmup_seconds=0.04, info=info)  # fmt: skip
+    assert info["warmup_calls"] == 2 and len(calls) == 4
+
+
+def test_bench_keep_going_records_a_failing_row(tiny, monkeypatch):
+    import litezoo.deploy.bench as b
+
+    _, _, run = tiny
+    real = b._runner
+
+    def broken(model, runtime, batch, threads):
+        if runtime == "ort":
+            raise RuntimeError("session could not be created\nsecond line")
+        return real(model, runtime, batch, threads)
+
+    monkeypatch.setattr(b, "_runner", broken)
+    r = b.bench([run], runtimes=["ort", "torch"], batches=[1], threads=[1], repeats=2, min_seconds=0.0,
+                max_seconds=0.5, min_calls=2, keep_going=True)  # fmt: skip
+    assert [row["runtime"] for row in r["rows"]] == ["torch"]
+    assert r["errors"] == [{"model": "mobilenet_v1_x0_25_cifar", "runtime": "ort", "batch": 1, "threads": 1,
+                            "error": "RuntimeError: session could not be created"}]  # fmt: skip
+    assert r["timing"]["max_seconds"] == 0.5 and r["timing"]["min_calls"] == 2
+    row = r["rows"][0]
+    assert row["calls"] >= 2 and isinstance(row["capped"], bool) and row["warmup_calls"] >= 1
+    with pytest.raises(RuntimeError, match="session could not be created"):
+        b.bench([run], runtimes=["ort"], batches=[1], threads=[1], repeats=2, min_seconds=0.0)
+
+
+def test_deploy_script_covers_every_family():
+    """One model per registered family in the deployment benchmark (the classic VGG excepted: 7.6-15.5 GMACs at
+    224 px, the tutorials' heavy reference; vgg_fast stands for VGG-style nets), and both MobileNet V3 sizes."""
+    from conftest import load_script
+
+    from litezoo.deploy.bench import RUNTIMES
+    from litezoo.deploy.quantize import METHODS
+    from litezoo.registry import list_models, model_info
+
+    script = load_script("benchmarks/deploy.py")
+    families = {model_info(n).family for n in list_models()} - {"vgg"}
+    covered = {model_info(n).family for n in script.FAMILY_MODELS}
+    assert covered == families
+    assert all(not model_info(n).small_input for n in script.FAMILY_MODELS)  # ImageNet forms, 224 px
+    assert {"mobilenet_v3_large_x1_0", "mobilenet_v3_small_x1_0"} <= set(script.FAMILY_MODELS)
+    assert set(script.ALL_RUNTIMES) == set(RUNTIMES)
+    labels = [v[0] for v in script.INT8_VARIANTS]
+    assert len(labels) == len(set(labels))
+    assert {v[1] for v in script.INT8_VARIANTS} == set(METHODS)  # every quantize method is a variant
+
+
+def test_deploy_script_int8_part_records_a_failing_run(tmp_path):
+    """A run that cannot be loaded (e.g. still training: no weights yet) is one error entry; the rest runs."""
+    from conftest import load_script
+
+    script = load_script("benchmarks/deploy.py")
+    empty = tmp_path / "still_training"
+    (empty / "checkpoints").mkdir(parents=True)
+    saved = []
+    out = script.int8_part([str(empty)], [1], [1], 4, {"repeats": 1, "min_seconds": 0.0}, lambda m: None,
+                           save=lambda: saved.append(1))  # fmt: skip
+    assert len(out) == 1 and out[0]["run"] == str(empty) and out[0]["error"] and saved == [1]
+    assert "\n" not in out[0]["error"]
+
+
+def test_int8_summary_skips_missing_speedups():
+    from conftest import load_script
+
+    script = load_script("benchmarks/deploy.py")
+    rows = [
+        {"variant": "a", "top1_change": -0.5, "speed": [{"batch": 1, "threads": 1, "speedup_vs_ort_fp32": 1.5}]},
+        {"variant": "b", "top1_change": -2.0, "speed": [{"batch": 1, "threads": 1, "speedup_vs_ort_fp32": 2.0}]},
+        {"variant": "c", "top1_change": 0.0, "speed": [{"batch": 1, "threads": 1, "speedup_vs_ort_fp32": None}]},
+        {"variant": "d", "error": "RuntimeError: x"},
+    ]
+    s = script.int8_summary(rows)["batch 1 threads 1"]
+    assert s["best"]["variant"] == "b" and s["best_within_1pt"]["variant"] == "a"

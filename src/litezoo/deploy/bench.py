@@ -78,16 +78,38 @@ def matmul_flops(threads: int | None, n: int = 1024, seconds: float = 0.5) -> fl
     return 2.0 * n**3 / best
 
 
-def time_calls(fn: Callable[[], Any], *, repeats: int, min_seconds: float, warmup: int = 3) -> np.ndarray:
-    """Per-call seconds: at least ``repeats`` calls and at least ``min_seconds`` of them, after warm-up."""
+def time_calls(fn: Callable[[], Any], *, repeats: int, min_seconds: float, warmup: int = 3,
+               max_seconds: float | None = None, min_calls: int = 10, warmup_seconds: float = 2.0,
+               info: dict[str, Any] | None = None) -> np.ndarray:
+    """Per-call seconds after warm-up: at least ``repeats`` calls and at least ``min_seconds`` of them.
+
+    ``max_seconds`` caps one measurement: once ``min_calls`` calls are timed and ``max_seconds`` have passed,
+    it stops even if ``repeats`` / ``min_seconds`` are not reached (so a 2 s call is timed ~10 times, not 30,
+    and p10/p90 still come from ``min_calls`` samples). Warm-up (not timed): ``warmup`` calls, or 2 once those
+    two took more than ``warmup_seconds`` (the first call carries the one-time costs: compilation, allocation).
+    The same rule for every runtime. ``info``, when given, receives ``warmup_calls`` and ``capped``.
+    """
+    t_warm = time.perf_counter()
+    warmed = 0
     for _ in range(warmup):
         fn()
+        warmed += 1
+        if warmed >= 2 and time.perf_counter() - t_warm > warmup_seconds:
+            break
+    capped = False
     times = []
-    deadline = time.perf_counter() + min_seconds
+    start = time.perf_counter()
+    deadline = start + min_seconds
+    cap = None if max_seconds is None else start + max_seconds
     while len(times) < repeats or time.perf_counter() < deadline:
+        if cap is not None and len(times) >= min_calls and time.perf_counter() >= cap:
+            capped = True
+            break
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    if info is not None:
+        info.update(warmup_calls=warmed, capped=capped)
     return np.asarray(times)
 
 
@@ -146,7 +168,10 @@ def _runner(model: _Model, runtime: str, batch: int, threads: int | None) -> tup
             net = net.to(memory_format=torch.channels_last)
             xt = xt.contiguous(memory_format=torch.channels_last)
         if runtime == "torch-compile":
-            net = torch.compile(net)
+            # Static shapes: one compile per batch size (the first warm-up call compiles). Inductor's C++
+            # kernels read the thread count when they run (_compile_threads_at_run_time), so the rows of
+            # both thread counts share one compile and each runs with its own thread count.
+            net = torch.compile(net, dynamic=False)
 
         def call():
             with torch.no_grad():
@@ -184,9 +209,16 @@ def bench(
     size: int | None = None,
     repeats: int = 20,
     min_seconds: float = 0.5,
+    max_seconds: float | None = None,
+    min_calls: int = 10,
     progress: Callable[[str], None] | None = None,
+    keep_going: bool = False,
 ) -> dict[str, Any]:
-    """Benchmark every target x runtime x batch x threads; see the module doc for the columns."""
+    """Benchmark every target x runtime x batch x threads; see the module doc for the columns.
+
+    ``max_seconds`` / ``min_calls``: the per-row cap of :func:`time_calls`. ``keep_going``: a row (or a target)
+    that raises is recorded in ``errors`` and the rest runs, instead of raising.
+    """
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise InputError(f"unknown runtime(s) {', '.join(unknown)}: choose from {', '.join(RUNTIMES)}")
@@ -198,10 +230,18 @@ def bench(
     if not ov_ok and any(r.startswith("openvino") for r in runtimes):
         skipped.append(f"openvino rows skipped: {ov_why}")
         say(skipped[-1])
+    errors: list[dict[str, Any]] = []
     peak_flops = {t: matmul_flops(t) for t in threads}
     for target in targets:
         with tempfile.TemporaryDirectory(prefix="litezoo-bench-") as tmp:
-            model, flops = _open_target(target, size, Path(tmp))
+            try:
+                model, flops = _open_target(target, size, Path(tmp))
+            except Exception as exc:
+                if not keep_going or isinstance(exc, InputError):
+                    raise
+                errors.append({"target": str(target), "error": _error_line(exc)})
+                say(f"{target}: {errors[-1]['error']}")
+                continue
             for runtime in runtimes:
                 if runtime.startswith("openvino") and not ov_ok:
                     continue
@@ -211,7 +251,16 @@ def bench(
                     continue
                 for t in threads:
                     for batch in batches:
-                        rows.append(_measure(model, runtime, batch, t, flops, peak_flops[t], repeats, min_seconds))
+                        try:
+                            rows.append(_measure(model, runtime, batch, t, flops, peak_flops[t], repeats,
+                                                 min_seconds, max_seconds, min_calls))  # fmt: skip
+                        except Exception as exc:
+                            if not keep_going:
+                                raise
+                            errors.append({"model": model.name, "runtime": runtime, "batch": batch,
+                                           "threads": t or "default", "error": _error_line(exc)})  # fmt: skip
+                            say(f"{model.name} {runtime} batch {batch} threads {t}: FAILED {errors[-1]['error']}")
+                            continue
                         say(_row_line(rows[-1]))
             notes += list(dict.fromkeys(model.notes))
     _add_int8_speedups(rows)
@@ -220,7 +269,10 @@ def bench(
         key = f"{row['model']} batch {row['batch']}"
         if key not in fastest or row["median_ms"] < fastest[key]["median_ms"]:
             fastest[key] = {"runtime": row["runtime"], "threads": row["threads"], "median_ms": row["median_ms"]}
-    return {"rows": rows, "fastest": fastest, "skipped": skipped, "notes": notes,
+    protocol = {"warmup_calls": 3, "warmup_seconds": 2.0, "repeats": repeats, "min_seconds": min_seconds,
+                "max_seconds": max_seconds, "min_calls": min_calls}  # fmt: skip
+    return {"rows": rows, "fastest": fastest, "skipped": skipped, "notes": notes, "errors": errors,
+            "timing": protocol,
             "matmul_gflops": {str(t): round(v / 1e9, 1) for t, v in peak_flops.items()},
             "versions": _versions(), "machine": machine_info(), "int8_instructions": int8_instructions()}  # fmt: skip
 
@@ -271,12 +323,39 @@ def _open_target(target, size: int | None, workdir: Path) -> tuple[_Model, float
     return _Model(src, None, workdir, side), 2.0 * count_macs(src.model, side)
 
 
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+@contextlib.contextmanager
+def _compile_threads_at_run_time() -> Iterator[None]:
+    """Inductor's ``cpp.dynamic_threads`` for the torch-compile rows, restored after. By default its C++ kernels
+    bake in ``torch.get_num_threads()`` of compile time (``#pragma omp parallel num_threads(N)``), and dynamo's
+    cache would hand a later row with another thread count those kernels; with it they use the thread count
+    set when they run."""
+    import torch._inductor.config as inductor_config
+
+    previous = inductor_config.cpp.dynamic_threads
+    inductor_config.cpp.dynamic_threads = True
+    try:
+        yield
+    finally:
+        inductor_config.cpp.dynamic_threads = previous
+
+
 def _measure(model: _Model, runtime: str, batch: int, threads: int | None, flops: float | None,
-             peak: float, repeats: int, min_seconds: float) -> dict[str, Any]:  # fmt: skip
+             peak: float, repeats: int, min_seconds: float, max_seconds: float | None = None,
+             min_calls: int = 10) -> dict[str, Any]:  # fmt: skip
     reset = _reset_peak_rss()
-    with torch_threads(threads if runtime.startswith("torch") else None):
+    compile_ctx = _compile_threads_at_run_time() if runtime == "torch-compile" else contextlib.nullcontext()
+    with torch_threads(threads if runtime.startswith("torch") else None), compile_ctx:
         call, info = _runner(model, runtime, batch, threads)
-        times = time_calls(call, repeats=repeats, min_seconds=min_seconds)
+        t0 = time.perf_counter()
+        how: dict[str, Any] = {}
+        times = time_calls(call, repeats=repeats, min_seconds=min_seconds, max_seconds=max_seconds,
+                           min_calls=min_calls, info=how)  # fmt: skip
+        timed_s = time.perf_counter() - t0
     med = float(np.median(times))
     bound_ms = 1e3 * flops * batch / peak if flops else None
     return {
@@ -284,6 +363,8 @@ def _measure(model: _Model, runtime: str, batch: int, threads: int | None, flops
         "threads": threads or "default", "median_ms": 1e3 * med,
         "p10_ms": 1e3 * float(np.percentile(times, 10)), "p90_ms": 1e3 * float(np.percentile(times, 90)),
         "images_per_s": batch / med, "calls": len(times),
+        "warmup_calls": how["warmup_calls"], "capped": how["capped"],
+        "row_seconds": round(timed_s, 2),  # warm-up (compilation included) + timed calls
         "peak_rss_mib": _peak_rss_mib() if reset else None,
         "gflops_per_image": flops / 1e9 if flops else None,
         "fp32_bound_ms": bound_ms, "bound_fraction": (bound_ms / (1e3 * med)) if bound_ms else None,
