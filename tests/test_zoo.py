@@ -5,13 +5,17 @@ Tiny inputs keep the whole file well under a minute on 2 cores.
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 import pytest
 import torch
+from torch import nn
 
 import litezoo
 from litezoo.analysis import count_macs, count_params
+from litezoo.analysis.counting import CostTrace
 from litezoo.model_sizes import SIZES, format_row, measure
 from litezoo.registry import model_info
 
@@ -60,10 +64,9 @@ def test_cifar_forms_do_not_collapse_32px() -> None:
     for name in litezoo.list_models("*_cifar"):
         if model_info(name).family == "vit":
             continue  # tokens, not a feature map
-        with torch.device("meta"):
-            model = litezoo.create_model(name, num_classes=10)
-            feats = model.forward_features(torch.empty(1, 3, 32, 32))
-        assert feats.shape[-1] >= 2, f"{name}: features {tuple(feats.shape)} at 32 px"
+        assert model_info(name).default_size == 32, name  # so the shared count below ran at 32 px
+        shape = _counted(name).features_shape  # forward_features' output in the counting pass at 32 px
+        assert shape[-1] >= 2, f"{name}: features {shape} at 32 px"
 
 
 # Parameters at 1000 classes (papers / torchvision's reference counts) and multiply-accumulates of conv+linear
@@ -106,20 +109,67 @@ EXACT_PARAMS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(EXACT_PARAMS))
-def test_exact_torchvision_param_counts(name: str) -> None:
+class _Counts(NamedTuple):
+    params: int  # count_params at 1000 classes
+    macs: int  # count_macs at 1000 classes, default input size
+    features_shape: tuple[int, ...]  # forward_features' output in that pass (batch 1)
+    head_macs: int  # forward_head alone on such features, at 1000 classes
+
+
+class _Head(nn.Module):
+    """``model.forward_head`` as a module, so CostTrace can count the classifier on its own."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(feats)
+
+
+def _head_macs(model: nn.Module, features_shape: tuple[int, ...]) -> int:
+    trace = CostTrace(_Head(model))
+    trace.run(torch.empty(features_shape, device="meta"))
+    return trace.total("macs")
+
+
+@functools.cache
+def _counted(name: str) -> _Counts:
+    """One meta-device build and count_macs pass per model at 1000 classes, shared by the size tests of this file.
+
+    Counting every model of the zoo at its default size is the slow part of this file (each count runs the whole
+    network through the cost tracer, where every meta-device BatchNorm is a Python decomposition), so it is
+    done once.
+    """
+    info = model_info(name)
     with torch.device("meta"):
         model = litezoo.create_model(name, num_classes=1000)
-    assert count_params(model) == EXACT_PARAMS[name]
+    seen: list[tuple[int, ...]] = []
+    forward_features = model.forward_features
+
+    def recording(x: torch.Tensor) -> torch.Tensor:
+        out = forward_features(x)
+        seen.append(tuple(out.shape))
+        return out
+
+    model.forward_features = recording  # instance attribute: model.forward -> forward_head(forward_features(x))
+    try:
+        macs = count_macs(model, info.default_size)
+    finally:
+        del model.forward_features
+    assert len(seen) == 1, f"{name}: forward did not call forward_features once"
+    return _Counts(count_params(model), macs, seen[0], _head_macs(model, seen[0]))
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_PARAMS))
+def test_exact_torchvision_param_counts(name: str) -> None:
+    assert _counted(name).params == EXACT_PARAMS[name]
 
 
 @pytest.mark.parametrize("name,params,macs_lo,macs_hi", KNOWN_SIZES, ids=[k[0] for k in KNOWN_SIZES])
 def test_known_params_and_macs(name: str, params: int, macs_lo: float, macs_hi: float) -> None:
-    with torch.device("meta"):
-        model = litezoo.create_model(name, num_classes=1000)
-    n = count_params(model)
+    n, macs = _counted(name)[:2]
     assert math.isclose(n, params, rel_tol=0.005), f"{name}: {n:,} params, expected {params:,} (±0.5%)"
-    macs = count_macs(model, model_info(name).default_size)
     assert macs_lo <= macs <= macs_hi, f"{name}: {macs / 1e6:.1f}M MACs, expected {macs_lo / 1e6:.0f}–{macs_hi / 1e6:.0f}M"
 
 
@@ -173,6 +223,11 @@ def test_size_table_matches_real_counts() -> None:
 
     Checked at 1000 classes and at NUM_CLASSES, so the per-class slope is checked too. On a mismatch the
     message gives the rows to paste (``python -m litezoo.model_sizes`` prints them all).
+
+    At 1000 classes both counts are the full ones (count_params, count_macs of the whole forward). At NUM_CLASSES
+    the model is really built with that class count (its parameters counted in full), and its MACs are the
+    1000-class body's (forward_features never sees the class count) plus its own head's, counted by tracing its
+    forward_head on the features the body produced: a second full trace per model cost half of this test's time.
     """
     assert sorted(SIZES) == ALL_MODELS, "the size table and the registry list different models"
     wrong = []
@@ -180,10 +235,12 @@ def test_size_table_matches_real_counts() -> None:
         size = SIZES[name]
         info = model_info(name)
         ok = (size.family, size.input_size) == (info.family, info.default_size)
-        for num_classes in (1000, NUM_CLASSES):
-            with torch.device("meta"):
-                model = litezoo.create_model(name, num_classes=num_classes)
-            ok &= size.at(num_classes) == (count_params(model), count_macs(model, info.default_size))
+        counted = _counted(name)
+        ok &= size.at(1000) == (counted.params, counted.macs)
+        with torch.device("meta"):
+            model = litezoo.create_model(name, num_classes=NUM_CLASSES)
+        body_macs = counted.macs - counted.head_macs
+        ok &= size.at(NUM_CLASSES) == (count_params(model), body_macs + _head_macs(model, counted.features_shape))
         if not ok:
             wrong.append(format_row(name, measure(name)))
     assert not wrong, "litezoo/model_sizes.py is out of date; new rows:\n" + "\n".join(wrong)
