@@ -104,7 +104,7 @@ def fit_init_weights(options: dict[str, str], tmp_path: Path) -> dict[str, torch
     return build_model(cfg, num_classes=4).state_dict()
 
 
-# The CLI, saying "PID p RANK r" at start and "STEP n RANK r" after every optimizer step, pausing 0.2 s per step,
+# The CLI, saying "PID p RANK r" at start and "STEP n RANK r" after every optimizer step, pausing 0.5 s per step,
 # so the test can signal the processes in the middle of the run. Each line is ONE write(): both workers share the
 # pipe and reach each step at the same moment (DDP's gradient all-reduce keeps them in step), and print() writes
 # the text and its newline separately when PYTHONUNBUFFERED is set (as in this project's environment), so two
@@ -122,7 +122,7 @@ count = [0]
 def report(optimizer, args, kwargs):
     count[0] += 1
     say(f"STEP {count[0]} RANK {rank}")
-    time.sleep(0.2)
+    time.sleep(0.5)
 register_optimizer_step_post_hook(report)
 sys.exit(main(sys.argv[1:]))
 """
@@ -141,7 +141,10 @@ def test_sigterm_under_torchrun_stops_every_process_at_the_same_step(tmp_path, s
     data = make_image_folder(tmp_path / "data")
     driver = tmp_path / "driver.py"
     driver.write_text(STEP_DRIVER)
-    epochs = 10  # 40 steps of >= 0.2 s: the signals, sent at step 2, land at least 7 s before the end
+    # 16 steps of >= 0.5 s: the signals, sent at step 2, land at least 7 s before the end. Few epochs and a longer
+    # pause rather than many short steps: the resume below trains the rest without pauses (and evaluates and
+    # checkpoints every epoch), so every extra epoch was paid there (10 epochs of 0.2 s: half the test's time).
+    epochs = 4
     flags = [f"--{k}={v}" for k, v in {**_options(data), "train.epochs": str(epochs)}.items()]
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(driver),
@@ -156,7 +159,7 @@ def test_sigterm_under_torchrun_stops_every_process_at_the_same_step(tmp_path, s
                 seen.append(line)
                 if m := re.fullmatch(r"PID (\d+) RANK (\d+)", line.strip()):
                     pids[int(m[2])] = int(m[1])
-                if re.fullmatch(r"STEP 2 RANK \d+", line.strip()):  # a process reached step 2 (of 40)
+                if re.fullmatch(r"STEP 2 RANK \d+", line.strip()):  # a process reached step 2 (of 16)
                     signalled_at = 2
                     launcher = [proc.pid] if signalled == "workers_and_launcher" else []
                     targets = [pids[0], *launcher, pids[1]]

@@ -89,14 +89,24 @@ def replayable_rng() -> random.Random:
     return random.Random(seed)
 
 
-@pytest.mark.slow
-def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
-    data = make_image_folder(tmp_path / "data")
-    kill_at = replayable_rng().randint(4, EPOCHS * STEPS_PER_EPOCH - 3)  # after the first checkpoint (step 3)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, Path]:
+    """(data, run folder): the uninterrupted run every test below compares with, trained once for the module.
 
-    rc, steps = _run(_train_args(data, tmp_path / "ref"), tmp_path / "ref.log")
-    assert rc == 0, (tmp_path / "ref.log").read_text()
+    It is deterministic (fixed seed, one thread, CPU), so sharing it changes nothing the tests compare; each test
+    still makes its own interrupted run and resume from the same data folder (and its preprocessed cache)."""
+    root = tmp_path_factory.mktemp("resume")
+    data = make_image_folder(root / "data")
+    rc, steps = _run(_train_args(data, root / "ref"), root / "ref.log")
+    assert rc == 0, (root / "ref.log").read_text()
     assert steps == list(range(1, EPOCHS * STEPS_PER_EPOCH + 1))
+    return data, root / "ref"
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, reference):
+    data, ref_dir = reference
+    kill_at = replayable_rng().randint(4, EPOCHS * STEPS_PER_EPOCH - 3)  # after the first checkpoint (step 3)
 
     rc, steps = _run(_train_args(data, tmp_path / "run"), tmp_path / "run.log", kill_at=kill_at)
     assert rc == -signal.SIGKILL and steps[-1] == kill_at, f"kill_at={kill_at}: {rc}, {steps}"
@@ -107,7 +117,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
     assert rc == 0, (tmp_path / "resume.log").read_text()
     assert steps == list(range(1, EPOCHS * STEPS_PER_EPOCH - saved.step + 1))  # only the missing steps
 
-    ref = ck.load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")
+    ref = ck.load_checkpoint(ref_dir / "checkpoints" / "last.pt")
     got = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     msg = f"kill_at={kill_at}, resumed from step {saved.step}"
     for key in ("model", "ema", "optimizer", "scheduler"):
@@ -118,21 +128,18 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
     _assert_equal(untimed(ref.state["history"]), untimed(got.state["history"]), f"{msg}: history")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
-    ref_w, _ = ck.load_safetensors(tmp_path / "ref" / "model.safetensors")
+    ref_w, _ = ck.load_safetensors(ref_dir / "model.safetensors")
     got_w, _ = ck.load_safetensors(tmp_path / "run" / "model.safetensors")
     _assert_equal(ref_w, got_w, f"{msg}: model.safetensors")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_sigterm_or_ctrl_c_checkpoints_the_step_then_resume_is_bit_identical(tmp_path, sig, code):
+def test_sigterm_or_ctrl_c_checkpoints_the_step_then_resume_is_bit_identical(tmp_path, reference, sig, code):
     """The gentle stops: the step in flight finishes, last.pt is written there (mid-epoch), the process says how
     to resume and exits 128 + signal; resuming ends bit-identical to the uninterrupted run."""
-    data = make_image_folder(tmp_path / "data")
+    data, ref_dir = reference
     stop_at = replayable_rng().randint(1, EPOCHS * STEPS_PER_EPOCH - 4)
-
-    rc, steps = _run(_train_args(data, tmp_path / "ref"), tmp_path / "ref.log")
-    assert rc == 0, (tmp_path / "ref.log").read_text()
 
     rc, steps = _run(_train_args(data, tmp_path / "run"), tmp_path / "run.log", kill_at=stop_at, sig=sig)
     log = (tmp_path / "run.log").read_text()
@@ -148,12 +155,12 @@ def test_sigterm_or_ctrl_c_checkpoints_the_step_then_resume_is_bit_identical(tmp
     assert rc == 0, (tmp_path / "resume.log").read_text()
     assert steps == list(range(1, EPOCHS * STEPS_PER_EPOCH - saved.step + 1))
 
-    ref = ck.load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")
+    ref = ck.load_checkpoint(ref_dir / "checkpoints" / "last.pt")
     got = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     msg = f"{sig.name} at step {stop_at}, saved step {saved.step}"
     for key in ("model", "ema", "optimizer", "scheduler", "lookahead"):
         _assert_equal(getattr(ref, key), getattr(got, key), f"{msg}: {key}")
     _assert_equal(untimed(ref.state["history"]), untimed(got.state["history"]), f"{msg}: history")
-    ref_w, _ = ck.load_safetensors(tmp_path / "ref" / "model.safetensors")
+    ref_w, _ = ck.load_safetensors(ref_dir / "model.safetensors")
     got_w, _ = ck.load_safetensors(tmp_path / "run" / "model.safetensors")
     _assert_equal(ref_w, got_w, f"{msg}: model.safetensors")
