@@ -2,17 +2,26 @@
 
 Three parts, each optional:
 
-  latency  batch-1 and batch-32 latency at 224 px of every family's 1.0x model on every runtime
-           (torch, torch-cl, torch-compile, ort, ort-int8, openvino, openvino-int8) at 1 and 2 threads
+  latency  batch-1 and batch-32 latency at 224 px of every family's 1.0x model (FAMILY_MODELS: one per
+           registered family, both MobileNet V3 sizes) on every runtime (torch, torch-cl, torch-compile, ort,
+           ort-int8, openvino, openvino-int8) at 1 and 2 threads; torch-compile at --compile-batches (default 1)
   int8     for CIFAR-10 runs trained by litezoo: test top-1 fp32 vs int8 for each method / variant, and the
-           speed of the int8 file against fp32 ONNX Runtime (batch 1 and 32, same threads)
+           speed of the int8 model against fp32 ONNX Runtime (batch 1 and 32, same threads)
   predict  `litezoo predict` end to end (decode included) on a folder of photos with ShuffleNetV2 1.0x
 
-Full run on an idle machine (see docs/deploy.md for the training commands of the CIFAR-10 runs):
+Timing (the same for every runtime, recorded in the JSON): warm-up excluded (3 calls, or 2 once they took
+over 2 s); then >= 30 calls and >= 1 s, but a row stops after 3 s once 10 calls are timed (``capped``).
+A row, variant, model or run that fails is recorded with its error and the rest runs; the JSON is rewritten
+after each model and run ("complete": false until the end).
 
-    python benchmarks/deploy.py --runs runs/deploy/* --photos ../shared/data/dogs-vs-cats/valid --tag full
+Full run on an idle machine, from the repository root (run folders name their data relative to it):
 
-Smoke run while the CPU is shared: --quick (fewer models/runtimes, short timings) and --cpu-shared.
+    python benchmarks/deploy.py --runs runs/zoo_short/* --photos ../shared/data/dogs-vs-cats/valid \
+        --train-note "..." --tag full
+
+Estimated duration on the idle 2-core Zen 3 (AVX2): ESTIMATE
+
+Smoke run while the CPU is shared: --quick (5 calls, 0.2 s, cap 0.5 s) and --cpu-shared, --out /tmp/x.json.
 """
 
 from __future__ import annotations
@@ -150,8 +159,12 @@ def _int8_run(run, threads, batches, calib, timing, log, eval_limit, variants):
             log(f"{label}: top-1 {q['top1_fp32']:.2f} -> {q['top1_int8']:.2f}; "
                 + ", ".join(f"b{s['batch']}/t{s['threads']} {s['median_ms']:.3f} ms "
                             f"({s['speedup_vs_ort_fp32'] or 0:.2f}x)" for s in speed))
-        entry = {"run": str(run), "model_name": model_name, "ort_fp32": fp32, "variants": rows,
-                 "summary": int8_summary(rows)}  # fmt: skip
+        # a run folder still training has no model.safetensors yet: its weights are checkpoints/last.pt's
+        finished = not Path(run).is_dir() or (Path(run) / "model.safetensors").is_file()
+        entry = {"run": str(run), "model_name": model_name, "finished_run": finished, "ort_fp32": fp32,
+                 "variants": rows, "summary": int8_summary(rows)}  # fmt: skip
+        if not finished:
+            log(f"{run}: NOTE unfinished run (no model.safetensors): measured with checkpoints/last.pt")
         log(f"{run}: " + "; ".join(f"{k}: {v}" for k, v in entry["summary"].items()))
         return entry
 

@@ -574,3 +574,19 @@ def test_int8_summary_skips_missing_speedups():
     ]
     s = script.int8_summary(rows)["batch 1 threads 1"]
     assert s["best"]["variant"] == "b" and s["best_within_1pt"]["variant"] == "a"
+
+
+def test_deploy_script_merges_compile_rows_and_picks_fastest_over_both():
+    from conftest import load_script
+
+    script = load_script("benchmarks/deploy.py")
+    base = {"rows": [{"runtime": "ort", "median_ms": 5.0}], "errors": [], "skipped": [], "notes": ["a"],
+            "fastest": {"m batch 1": {"runtime": "ort", "threads": 1, "median_ms": 5.0},
+                        "m batch 32": {"runtime": "ort", "threads": 2, "median_ms": 90.0}}}  # fmt: skip
+    extra = {"rows": [{"runtime": "torch-compile", "median_ms": 4.0}], "errors": [{"error": "x"}], "skipped": [],
+             "notes": ["b"], "fastest": {"m batch 1": {"runtime": "torch-compile", "threads": 2, "median_ms": 4.0}}}
+    merged = script._merged(base, extra)
+    assert [r["runtime"] for r in merged["rows"]] == ["ort", "torch-compile"]
+    assert merged["fastest"]["m batch 1"]["runtime"] == "torch-compile"
+    assert merged["fastest"]["m batch 32"]["runtime"] == "ort"
+    assert merged["errors"] == [{"error": "x"}] and merged["notes"] == ["a", "b"]
