@@ -86,9 +86,12 @@ def latency_part(models, runtimes, threads, batches, timing, log, save=None, out
             report = bench([name], runtimes=plain, batches=batches, threads=threads, size=224, progress=log,
                            keep_going=True, **timing)  # fmt: skip
             if "torch-compile" in runtimes and compile_batches:
-                extra = bench([name], runtimes=["torch-compile"], batches=compile_batches, threads=threads,
-                              size=224, progress=log, keep_going=True, **timing)  # fmt: skip
-                report = _merged(report, extra)
+                try:
+                    extra = bench([name], runtimes=["torch-compile"], batches=compile_batches, threads=threads,
+                                  size=224, progress=log, keep_going=True, **timing)  # fmt: skip
+                    report = _merged(report, extra)
+                except Exception as exc:  # noqa: BLE001 — keep the rows of the other runtimes
+                    report["errors"].append({"model": name, "runtime": "torch-compile", "error": _error_line(exc)})
             skipped = [b for b in batches if b not in compile_batches]
             if "torch-compile" in runtimes and skipped:
                 report["skipped"].append(f"torch-compile rows at batch {', '.join(map(str, skipped))} not run "
