@@ -19,19 +19,20 @@ Full run on an idle machine, from the repository root (run folders name their da
     python benchmarks/deploy.py --runs runs/zoo_short/* --photos ../shared/data/dogs-vs-cats/valid \
         --train-note "..." --tag full
 
-Estimated duration on the idle 2-core Zen 3 (AVX2): ~47 min, likely range 40-55 (not measured end to end: the
+Estimated duration on the idle 2-core Zen 3 (AVX2): ~50 min, likely range 42-60 (not measured end to end: the
 CPU was shared while this was written). Parts, idle-machine estimates:
-  latency  ~26-31 min: batch-32 rows 11-16 min (per-call time at 1 thread ~ 32 x 1.6 x the idle batch-1
+  latency  ~28-35 min: batch-32 rows 11-16 min (per-call time at 1 thread ~ 32 x 1.6 x the idle batch-1
            2-thread ORT latency of which_net.json, x the runtime's ratio to ORT in the smoke run: eager torch
            ~2.1, torch-cl ~1.7, OpenVINO ~1.1, int8 0.7-1.2; half that at 2 threads; a row costs its warm-up +
            max(1 s, min(30 calls, max(3 s, 10 calls)))); batch-1 rows ~3 min (154 rows of ~1.2 s);
-           torch-compile ~8 min (11 compiles, ~75 s of CPU each measured in a smoke run, plus a re-trace at
-           2 threads that hits inductor's cache); exports, int8 calibration at 224 px and sessions ~4 min
-           (~20 s per model: 88 s in a smoke run whose matmul rate was 4.4x below idle)
+           torch-compile ~8-12 min (11 compiles: 89-145 s each in smoke runs beside three 1-thread trainings,
+           ~75 s of CPU; the 2-thread row re-traces and hits inductor's cache); exports, int8 calibration at
+           224 px and sessions ~4 min (~20 s per model: 88 s in a smoke run whose matmul rate was 4.4x below idle)
   int8     ~14-19 min: 9 runs x 5 variants, each a quantize_run (~12-15 s idle: smoke runs took 68-142 s at a
            5-7x slowdown on 500 test images) and 4 speed rows (~1.2 s each), plus ORT fp32 rows
   predict  ~2 min (benchmarks/results/deploy_predict_idle.json)
-Shorter: --compile-batches '' (no torch-compile rows, -8 min), --eval-limit 1000 (-1 min), no --photos (-2 min).
+Shorter: --compile-batches '' (no torch-compile rows, -8 to -12 min), --eval-limit 1000 (-1 min), no --photos
+(-2 min).
 
 Smoke run while the CPU is shared: --quick (5 calls, 0.2 s, cap 0.5 s) and --cpu-shared, --out /tmp/x.json.
 """
