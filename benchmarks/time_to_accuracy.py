@@ -220,7 +220,8 @@ def throughput(args) -> None:
 
     models = args.models or [
         "vgg_fast_cifar", "vgg_fast_wide_cifar", "mobilenet_v1_x1_0_cifar", "shufflenet_v2_x1_0_cifar", "shufflenet_v1_g3_x1_0_cifar",
-        "squeezenet1_1_cifar", "efficientnet_b0_cifar", "vgg11_bn_cifar", "vit_tiny_cifar",
+        "squeezenet1_1_cifar", "efficientnet_b0_cifar", "vgg11_bn_cifar", "vit_tiny_cifar", "mobilenet_v2_x1_0_cifar",
+        "mobilenet_v3_large_x1_0_cifar", "mobilenet_v3_small_x1_0_cifar", "ghostnet_x1_0_cifar",
     ]  # fmt: skip
     native, _ = cpu_native_bf16()
     modes = ["fp32", "bf16"] if native else ["fp32"]
