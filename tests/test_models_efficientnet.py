@@ -136,3 +136,20 @@ def test_forward_small_inputs_and_cifar_form() -> None:
     assert cifar.stem[0].weight.grad is not None
     with torch.no_grad():
         assert cifar.forward_features(torch.randn(1, 3, 32, 32)).shape == (1, 1280, 2, 2)  # output stride 16
+
+
+def test_init_depthwise_fan_out_per_group_and_small_classifier() -> None:
+    """Depthwise kxk kernels start at std sqrt(2 / (k*k)) (TF reference: fan-out per group), not sqrt(2 / (k*k*C));
+    the classifier at N(0, 0.01), so a fresh 10-class model's logits are small (the reference's uniform(+-1/sqrt(10))
+    gave logit std ~3 and a first loss of 3.9; its CIFAR form then did not learn in a short run)."""
+    torch.manual_seed(0)
+    model = litezoo.create_model("efficientnet_b0_cifar", num_classes=10).eval()
+    dw = model.stages[5][0].dw[0]  # 5x5 depthwise on 112 * 6 = 672 channels
+    assert dw.groups == dw.in_channels == 672
+    assert abs(dw.weight.std().item() / (2.0 / 25) ** 0.5 - 1) < 0.05
+    dense = model.stages[5][0].expand[0]  # 1x1, fan-out = its 672 outputs
+    assert abs(dense.weight.std().item() / (2.0 / 672) ** 0.5 - 1) < 0.05
+    assert abs(model.head.fc.weight.std().item() / 0.01 - 1) < 0.1
+    with torch.no_grad():
+        logits = model(torch.randn(8, 3, 32, 32))
+    assert logits.std().item() < 0.5

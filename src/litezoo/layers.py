@@ -5,6 +5,8 @@ Nothing here knows about data, training, files or the CLI: these are plain ``nn.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -172,10 +174,21 @@ def set_batch_norm(module: nn.Module, *, eps: float, momentum: float) -> None:
             m.momentum = momentum
 
 
-def init_weights(module: nn.Module) -> None:
-    """Kaiming-normal conv weights, unit BN, small-normal linear: the usual ImageNet-paper initialisation."""
+def init_weights(module: nn.Module, *, fan_out_per_group: bool = False) -> None:
+    """Kaiming-normal conv weights, unit BN, small-normal linear: the usual ImageNet-paper initialisation.
+
+    ``fan_out_per_group``: count a grouped conv's fan-out per group, k*k*out/groups, as the TF reference of
+    EfficientNet does (a depthwise kxk kernel's fan-out is k*k). torch's ``kaiming_normal_`` counts k*k*out, which
+    for a depthwise conv of C channels gives weights sqrt(C) times smaller; behind BatchNorm that multiplies their
+    effective learning rate by ~C (the gradient of a scale-invariant weight grows as 1/|w|).
+    """
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and fan_out_per_group:
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))  # kaiming-normal, ReLU gain
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
