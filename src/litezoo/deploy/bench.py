@@ -78,8 +78,12 @@ def matmul_flops(threads: int | None, n: int = 1024, seconds: float = 0.5) -> fl
     return 2.0 * n**3 / best
 
 
-def time_calls(fn: Callable[[], Any], *, repeats: int, min_seconds: float, warmup: int = 3,
-               max_seconds: float | None = None, min_calls: int = 10, warmup_seconds: float = 2.0,
+WARMUP_CALLS = 3  # untimed calls before a measurement ...
+WARMUP_SECONDS = 2.0  # ... or 2 once those took longer than this
+
+
+def time_calls(fn: Callable[[], Any], *, repeats: int, min_seconds: float, warmup: int = WARMUP_CALLS,
+               max_seconds: float | None = None, min_calls: int = 10, warmup_seconds: float = WARMUP_SECONDS,
                info: dict[str, Any] | None = None) -> np.ndarray:
     """Per-call seconds after warm-up: at least ``repeats`` calls and at least ``min_seconds`` of them.
 
@@ -269,7 +273,7 @@ def bench(
         key = f"{row['model']} batch {row['batch']}"
         if key not in fastest or row["median_ms"] < fastest[key]["median_ms"]:
             fastest[key] = {"runtime": row["runtime"], "threads": row["threads"], "median_ms": row["median_ms"]}
-    protocol = {"warmup_calls": 3, "warmup_seconds": 2.0, "repeats": repeats, "min_seconds": min_seconds,
+    protocol = {"warmup_calls": WARMUP_CALLS, "warmup_seconds": WARMUP_SECONDS, "repeats": repeats, "min_seconds": min_seconds,
                 "max_seconds": max_seconds, "min_calls": min_calls}  # fmt: skip
     return {"rows": rows, "fastest": fastest, "skipped": skipped, "notes": notes, "errors": errors,
             "timing": protocol,

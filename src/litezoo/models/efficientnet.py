@@ -11,7 +11,9 @@ rounded as in the authors' code to the per-variant coefficients used below:
 * resolution: the registered ``default_size``; dropout before the classifier grows 0.2 -> 0.5.
 
 Details follow the reference implementation (tensorflow/tpu ``efficientnet_model.py``; torchvision's port):
-SiLU (swish) everywhere; BatchNorm eps 1e-3 and momentum 0.01 (TF's decay 0.99); SE squeezes to 1/4 of the
+SiLU (swish) everywhere; BatchNorm eps 1e-3 and momentum 0.01 (TF's decay 0.99; the CIFAR form keeps PyTorch's
+0.1, see ``layers.reference_bn_momentum``); depthwise kernels initialised with the reference's fan-out per group
+(the classifier at N(0, 0.01), see the constructor); SE squeezes to 1/4 of the
 block's *input* channels; stochastic depth rises linearly over the blocks to ``drop_path_rate`` (0.2);
 "same"-style symmetric padding ``(k - 1) // 2``.
 """
@@ -31,6 +33,7 @@ from litezoo.layers import (
     ZooModel,
     init_weights,
     make_divisible,
+    reference_bn_momentum,
     set_batch_norm,
 )
 from litezoo.registry import register_model
@@ -38,10 +41,6 @@ from litezoo.registry import register_model
 # The reference's BatchNorm settings. ``ConvBNAct`` builds PyTorch-default BatchNorm2d (eps 1e-5, momentum 0.1),
 # so the model sets these on every BN after construction (``set_batch_norm``).
 BN_EPS = 1e-3
-BN_MOMENTUM = 0.01  # PyTorch's momentum is 1 - TF's decay (0.99)
-# The CIFAR form keeps PyTorch's 0.1: it is trained from scratch in short runs, where 0.01's running statistics
-# (an average over the last ~100 steps) lag the weights and evaluation sees other activations than training did.
-BN_MOMENTUM_SMALL_INPUT = 0.1
 
 
 class MBConv(nn.Module):
@@ -137,7 +136,7 @@ class EfficientNet(ZooModel):
         self.num_features = head_chs
         self.head = ClassifierHead(head_chs, num_classes, drop_rate)
 
-        set_batch_norm(self, eps=bn_eps, momentum=BN_MOMENTUM_SMALL_INPUT if small_input else BN_MOMENTUM)
+        set_batch_norm(self, eps=bn_eps, momentum=reference_bn_momentum(small_input))  # CIFAR form: 0.1
         # Convs as the TF reference initialises them: a depthwise kxk kernel's fan-out is k*k, not k*k*C (torch's
         # and torchvision's count), so its weights are sqrt(C) times larger. The classifier is N(0, 0.01) as in every
         # litezoo family, not the reference's uniform(+-1/sqrt(classes)): that bound is 0.03 for 1000 classes but

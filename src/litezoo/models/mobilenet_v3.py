@@ -30,17 +30,14 @@ from litezoo.layers import (
     linear_classifier,
     make_divisible,
     maybe_dropout,
+    reference_bn_momentum,
     set_batch_norm,
 )
 from litezoo.registry import register_model
 
-# TF reference BatchNorm (torchvision uses the same): eps 1e-3, decay 0.99 = PyTorch momentum 0.01.
+# TF reference BatchNorm (torchvision uses the same): eps 1e-3, decay 0.99 = PyTorch momentum 0.01
+# (``layers.reference_bn_momentum``: 0.1 for the CIFAR form).
 BN_EPS = 1e-3
-BN_MOMENTUM = 0.01
-# The CIFAR form keeps PyTorch's momentum 0.1: it is trained from scratch in short runs, where momentum 0.01's
-# running statistics (an average over the last ~100 steps) lag the fast-moving weights so far that a 3-epoch run
-# evaluated at chance with constant predictions (train top-1 44%; 45% once the statistics were recomputed).
-BN_MOMENTUM_SMALL_INPUT = 0.1
 
 
 class InvertedResidual(nn.Module):
@@ -127,7 +124,7 @@ class MobileNetV3(ZooModel):
         self.features = nn.Sequential(*features)  # torchvision's indices: features.0 ... features.N
         self.num_features = hidden_chs
         self.head = MobileNetV3Head(6 * last_in, hidden_chs, num_classes, drop_rate)
-        set_batch_norm(self, eps=BN_EPS, momentum=BN_MOMENTUM_SMALL_INPUT if small_input else BN_MOMENTUM)
+        set_batch_norm(self, eps=BN_EPS, momentum=reference_bn_momentum(small_input))
         init_weights(self)  # torchvision's: kaiming-normal (fan-out) convs, unit BN, N(0, 0.01) linears
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, 6 * last, H/32, W/32)
