@@ -147,6 +147,43 @@ def test_train_batches_are_augmented_views_of_the_right_images():
         assert len(match) == 1 and ds.labels[match[0]] == y[k]
 
 
+def flipped_per_image(loader: BatchLoader, ds: ImageDataset) -> dict[int, bool]:
+    """{dataset index: mirrored?} for one epoch of a loader without padding (labels identify the images)."""
+    seen = {}
+    for x, y in loader:
+        for k, label in enumerate(y.tolist()):
+            plain = torch.from_numpy(reference_normalise(ds.images[label])).float()
+            if torch.allclose(x[k], plain, atol=1e-5):
+                seen[label] = False
+            else:
+                assert torch.allclose(x[k], plain.flip(2), atol=1e-5)  # the mirror, nothing else
+                seen[label] = True
+    return seen
+
+
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch():
+    n = 40
+    ds = make_ds(n=n, side=6, classes=n)  # label = index: each output names its image
+    loader = BatchLoader(ds, 8, train=True, seed=7, crop_padding=0, flip="alternate")
+    epochs = [flipped_per_image(loader, ds) for _ in range(3)]
+    assert all(len(e) == n for e in epochs)
+    assert 10 <= sum(epochs[0].values()) <= 30  # a random half (binomial(40, 1/2))
+    assert all(epochs[1][i] != epochs[0][i] for i in range(n))  # odd epochs mirror the other half
+    assert epochs[2] == epochs[0]
+    # ranks agree with the single-process decision (coins per image, not per rank); another seed, other coins
+    for rank in range(2):
+        shard = BatchLoader(ds, 4, train=True, seed=7, crop_padding=0, flip="alternate", rank=rank, world_size=2)
+        assert all(epochs[0][i] == f for i, f in flipped_per_image(shard, ds).items())
+    other = BatchLoader(ds, 8, train=True, seed=8, crop_padding=0, flip="alternate")
+    assert flipped_per_image(other, ds) != epochs[0]
+    # random flip, for contrast, is not complementary from one epoch to the next
+    rand = BatchLoader(ds, 8, train=True, seed=7, crop_padding=0, flip=True)
+    a, b = flipped_per_image(rand, ds), flipped_per_image(rand, ds)
+    assert any(a[i] == b[i] for i in range(n))
+    with pytest.raises(ValueError, match="flip must be"):
+        BatchLoader(ds, 8, train=True, flip="sometimes")
+
+
 def test_eval_loader_in_order_no_augmentation():
     ds = make_ds(n=10, side=8)
     batches = collect(BatchLoader(ds, 4, train=False, flip=True, cutout=4))
@@ -188,7 +225,8 @@ def test_global_rng_state_does_not_matter():
 @pytest.mark.parametrize("rrc", [False, True])
 def test_exact_mid_epoch_resume(rrc):
     ds = make_ds(n=60, side=12, image_size=12 if not rrc else 8)
-    kw = dict(train=True, seed=11, cutout=4, mixup_alpha=0.3, cutmix_alpha=0.5, random_resized_crop=rrc)
+    kw = dict(train=True, seed=11, cutout=4, mixup_alpha=0.3, cutmix_alpha=0.5, random_resized_crop=rrc,
+              flip="alternate" if rrc else True)
     reference = BatchLoader(ds, 8, **kw)
     runs = {}
     for epoch in range(2):

@@ -72,7 +72,9 @@ class DataConfig:
     eval_batch_size: int = 500
     crop_padding: int = 4  # random crop with this zero padding (32 px datasets)
     random_resized_crop: bool | None = None  # None: on for image folders above 64 px, off for 32 px data
-    flip: bool = True
+    # Horizontal flip: true (each image mirrored with probability 1/2, every epoch afresh), false, or alternate
+    # (airbench's derandomised flip: a fixed random half mirrored in even epochs, the other half in odd ones).
+    flip: bool | str = True
     cutout: int = 0  # side of the square cut out (0: off)
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
@@ -487,6 +489,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(d.batch_size > 0, f"data.batch_size must be > 0, got {d.batch_size}")
     need(d.eval_batch_size > 0, f"data.eval_batch_size must be > 0, got {d.eval_batch_size}")
     need(d.crop_padding >= 0, f"data.crop_padding must be >= 0, got {d.crop_padding}")
+    need(isinstance(d.flip, bool) or d.flip == "alternate",
+         f"data.flip must be true, false or alternate, got {d.flip!r}")  # fmt: skip
     need(d.cutout >= 0, f"data.cutout must be >= 0, got {d.cutout}")
     need(d.mixup_alpha >= 0, f"data.mixup_alpha must be >= 0, got {d.mixup_alpha}")
     need(d.cutmix_alpha >= 0, f"data.cutmix_alpha must be >= 0, got {d.cutmix_alpha}")

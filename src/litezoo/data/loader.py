@@ -31,6 +31,7 @@ from litezoo.errors import InputError
 
 _PERMUTATION_STREAM = 0x5045524D  # tags keep the permutation and augmentation generators independent
 _AUGMENT_STREAM = 0x41554720
+_FLIP_STREAM = 0x464C4950  # alternating flip: the per-image mirror of even epochs, fixed for the whole run
 
 
 def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -50,7 +51,10 @@ class BatchLoader:
     (B, num_classes) soft targets when mixup/cutmix is on.
 
     Training (``train=True``): shuffle per epoch; random-resized-crop (default for image_size > 64, from
-    ``rrc_scale``/``rrc_ratio``) or zero-padded random crop (``crop_padding``); horizontal ``flip``;
+    ``rrc_scale``/``rrc_ratio``) or zero-padded random crop (``crop_padding``); horizontal ``flip`` (True: each
+    image mirrored with probability 1/2, drawn afresh every epoch; ``"alternate"``: airbench's derandomised flip —
+    a random half of the images, fixed for the run, is mirrored in even epochs and the other half in odd epochs, so
+    every image is seen both ways in any two consecutive epochs);
     ``cutout`` (square side, 0 = off); mixup/cutmix with Beta(alpha, alpha) mixing (both on: one of the two
     per batch, with equal odds). Evaluation: the images in order, centre-cropped/resized to image_size.
     Normalisation uses the dataset's (train split) mean/std unless ``mean``/``std`` are given.
@@ -74,7 +78,7 @@ class BatchLoader:
         drop_last: bool | None = None,
         crop_padding: int = 4,
         random_resized_crop: bool | None = None,
-        flip: bool = True,
+        flip: bool | str = True,
         cutout: int = 0,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
@@ -99,6 +103,8 @@ class BatchLoader:
             raise ValueError(f"bad random-resized-crop range: scale={rrc_scale}, ratio={rrc_ratio}")
         if len(ds) == 0:
             raise ValueError("the dataset has no images")
+        if not (isinstance(flip, bool) or flip == "alternate"):
+            raise ValueError(f"flip must be True, False or 'alternate', got {flip!r}")
         self.ds = ds
         self.batch_size = batch_size
         self.train = train
@@ -113,6 +119,7 @@ class BatchLoader:
             random_resized_crop = ds.image_size > SMALL_IMAGE_MAX
         self.random_resized_crop = random_resized_crop
         self.flip = flip
+        self._flip_base: np.ndarray | None = None  # alternating flip's per-image coins (drawn on first use)
         self.cutout = cutout
         self.mixup_alpha = float(mixup_alpha)
         self.cutmix_alpha = float(cutmix_alpha)
@@ -188,6 +195,7 @@ class BatchLoader:
                         f"cannot resume mid-epoch: the saved loader had {name}={state[name]}, this one has {value}"
                     )
         self.seed = int(state["seed"])
+        self._flip_base = None  # the alternating flip's coins come from the seed
         self.epoch = int(state["epoch"])
         self._batch_index = batch_index
         self._indices_epoch = None
@@ -245,7 +253,7 @@ class BatchLoader:
         stored = self.ds.stored_size
         if self.random_resized_crop:
             top, left, h, w = augment.sample_resized_crops(rng, n, stored, stored, self.rrc_scale, self.rrc_ratio)
-            flips = rng.random(n) < 0.5 if self.flip else np.zeros(n, dtype=bool)
+            flips = self._flips(rng, indices)
             x = augment.resized_crop_flip(self._gather(indices), top, left, h, w, flips, size,
                                           self._scale, self._shift, channels_last=self.channels_last)
         else:
@@ -253,7 +261,7 @@ class BatchLoader:
             span = side + 2 * self.crop_padding - size
             top = rng.integers(0, span + 1, n)
             left = rng.integers(0, span + 1, n)
-            flips = rng.random(n) < 0.5 if self.flip else np.zeros(n, dtype=bool)
+            flips = self._flips(rng, indices)
             order = augment.crop_order(top, left, flips)
             indices, top, left, flips = indices[order], top[order], left[order], flips[order]
             pixels = self._gather(indices)
@@ -275,6 +283,19 @@ class BatchLoader:
                 lam = float(rng.beta(self.mixup_alpha, self.mixup_alpha))
                 x, y = augment.mixup_(x, target, lam)
         return x, y
+
+    def _flips(self, rng: np.random.Generator, indices: np.ndarray) -> np.ndarray:
+        """Which of the batch's images (dataset ``indices``) are mirrored, as a bool array."""
+        if self.flip == "alternate":
+            # One fair coin per dataset image for the whole run (from the seed alone, so every rank and a resumed
+            # run agree), inverted in odd epochs. Drawn for all images at once (50k bools for CIFAR-10), kept for the run.
+            if self._flip_base is None:
+                coins = np.random.default_rng([self.seed % 2**63, _FLIP_STREAM]).random(len(self.ds))
+                self._flip_base = coins < 0.5
+            return self._flip_base[indices] ^ bool(self.epoch % 2)
+        if self.flip:
+            return rng.random(len(indices)) < 0.5
+        return np.zeros(len(indices), dtype=bool)
 
     def _gather(self, indices: np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) rows of the cache, on the device."""
