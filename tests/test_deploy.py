@@ -210,6 +210,69 @@ def test_quantize_sensitivity_keeps_the_worst(tiny, tmp_path):
     assert others and all(n.input[1] not in floats for n in others)
 
 
+def _dead_channel_onnx(path: Path, dead: bool = True) -> np.ndarray:
+    """A tiny conv net with what BN folding left in ShuffleNet V1 after a short run: a ReLU channel that is
+    always 0 feeding a depthwise channel with an enormous weight (3e4, the others ~1). Returns inputs."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 1), torch.nn.ReLU(),
+        torch.nn.Conv2d(6, 6, 3, padding=1, groups=6),
+        torch.nn.Conv2d(6, 4, 1), torch.nn.Flatten(),
+    )  # fmt: skip
+    with torch.no_grad():
+        net[0].weight[2] = 0.0 if dead else 1.0
+        net[0].bias[2] = -1.0 if dead else 0.0  # dead: channel 2 is exactly 0 after the ReLU on every input
+        net[2].weight[2] = 3e4  # ... and the depthwise conv after it has a folded-BN sized weight
+        net[2].bias[2] = 5.0
+    x = np.random.default_rng(0).normal(size=(48, 3, 8, 8)).astype(np.float32)
+    torch.onnx.export(net.eval(), (torch.from_numpy(x[:1]),), str(path), input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
+                      opset_version=17, dynamo=False)  # fmt: skip
+    return x
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_quantize_folds_dead_channels(tmp_path, per_channel):
+    from litezoo.deploy.export import ort_logits, ort_session
+    from litezoo.deploy.quantize import OrtQuantizer, fold_dead_channels
+
+    x = _dead_channel_onnx(tmp_path / "fp32.onnx")
+    fp32 = ort_logits(ort_session(tmp_path / "fp32.onnx", threads=1), x)
+    folded, dead = fold_dead_channels(tmp_path / "fp32.onnx", x[:32], tmp_path / "folded.onnx")
+    assert [d["channels"] for d in dead] == [[2]]  # only the dead channel, only in the depthwise conv
+    np.testing.assert_allclose(ort_logits(ort_session(folded, threads=1), x), fp32, rtol=1e-5, atol=1e-4)
+
+    def int8_error(source: Path, name: str) -> float:
+        work = tmp_path / name
+        work.mkdir()
+        q = OrtQuantizer(source, x[:32], work, qop=False, per_channel=per_channel)
+        got = ort_logits(ort_session(q.quantize(work / "q.onnx"), threads=1), x)
+        return float(np.linalg.norm(got - fp32) / np.linalg.norm(fp32 - fp32.mean(0)))  # relative rms error
+
+    before, after = int8_error(tmp_path / "fp32.onnx", "raw"), int8_error(folded, "folded")
+    assert after < 0.1 < before  # int8 follows fp32 only once the dead channel is folded
+
+
+def test_fold_dead_channels_leaves_live_outliers(tmp_path):
+    from litezoo.deploy.quantize import fold_dead_channels
+
+    x = _dead_channel_onnx(tmp_path / "fp32.onnx", dead=False)  # channel 2 varies: its big weight is live, keep it
+    path, dead = fold_dead_channels(tmp_path / "fp32.onnx", x, tmp_path / "folded.onnx")
+    assert dead == [] and path == tmp_path / "fp32.onnx"
+
+
+def test_quantize_cli_percentile_json_is_clean(tiny, tmp_path, capsys):
+    _, _, run = tiny
+    code = main(["quantize", str(run), "--calib", "16", "--calibration", "percentile", "--out",
+                 str(tmp_path / "p.onnx"), "--json"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    r = json.loads(out)  # ORT's histogram calibrations print progress: it must not land on stdout
+    assert r["calibration"] == "percentile" and read_metadata(r["path"])["quantization"]["calibration"] == "percentile"
+    code = main(["quantize", str(run), "--calib", "16", "--method", "openvino", "--calibration", "entropy"])
+    assert code == 2 and "is an ONNX Runtime method" in capsys.readouterr().err
+
+
 def test_quantize_bad_exclude_is_input_error(tiny, tmp_path):
     from litezoo.deploy.quantize import quantize_run
 

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                    help="ort-qdq (default), ort-qop, openvino (NNCF) or pt2e (torch.export + X86InductorQuantizer, "
                         "needs torchao; writes .pt2)")
     p.add_argument("--per-channel", action="store_true", help="per-output-channel weight scales")
+    p.add_argument("--calibration", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="how activation ranges are set from the calibration images (ONNX Runtime methods; default "
+                        "minmax): percentile ignores the rare extreme activations that make minmax scales coarse")
     p.add_argument("--exclude", nargs="+", default=[], metavar="LAYER",
                    help="layers left in fp32: ONNX node names / shell patterns, or 'depthwise'")
     p.add_argument("--rank-sensitivity", action="store_true", help="rank the layers by their int8 cost")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = human_out(args)
     r = quantize_run(args.target, args.out, calib=args.calib, method=args.method, per_channel=args.per_channel,
-                     exclude=args.exclude, rank=args.rank_sensitivity, keep_fp32=args.keep_fp32,
+                     calibration=args.calibration, exclude=args.exclude, rank=args.rank_sensitivity, keep_fp32=args.keep_fp32,
                      eval_limit=args.eval_limit, data=args.data, download=not args.no_download,
                      progress=lambda msg: print(msg, file=out, flush=True))  # fmt: skip
     lines = []
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
                          f"top-1 changed {row['top1_flip_pct']:6.2f}%  logit mse {row['logit_mse']:.3g}")
     kept = r["excluded"] + r["kept_fp32"]
     lines += [
-        f"{r['model_name']} {r['method']}{' per-channel' if r['per_channel'] else ''}: calibrated on "
+        f"{r['model_name']} {r['method']}{' per-channel' if r['per_channel'] else ''}, {r['calibration']} ranges: "
+        f"calibrated on "
         f"{r['calibration_images']} training images, tested on {r['test_images']}",
         f"top-1 fp32 {r['top1_fp32']:.2f}%  int8 {r['top1_int8']:.2f}%  ({r['top1_change']:+.2f} pt); "
         f"int8 agrees with fp32 on {r['agreement_with_fp32']:.1f}% of test images",

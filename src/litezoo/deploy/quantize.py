@@ -44,6 +44,9 @@ METHODS = ("ort-qdq", "ort-qop", "openvino", "pt2e")
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # the layers the ranking and --exclude speak of
 DEPTHWISE = "depthwise"  # --exclude keyword: every grouped conv with one input channel per group
 RANK_IMAGES = 500  # held-out training images the sensitivity ranking is measured on
+CALIBRATIONS = ("minmax", "percentile", "entropy")  # ONNX Runtime's activation-range methods
+DEAD_WEIGHT_RATIO = 100.0  # a conv output channel whose max |weight| is this many times the conv's median ...
+DEAD_TOLERANCE = 1e-6  # ... and whose output is constant (to this, relative) on every calibration image is dead
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -105,11 +108,14 @@ def resolve_excluded(layers: list[dict[str, Any]], patterns: Sequence[str]) -> l
 
 @contextlib.contextmanager
 def _quiet_logging():
+    """ORT's quantiser logs per-layer notes through the root logger, and its histogram calibrations (percentile,
+    entropy) print() their progress: keep the first quiet and the second off stdout (``--json`` owns it)."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         root.setLevel(level)
 
@@ -117,26 +123,103 @@ def _quiet_logging():
 class OrtQuantizer:
     """Calibrates once (the ranges are cached in a file), then quantises any subset of layers cheaply."""
 
-    def __init__(self, fp32_path: Path, calib: np.ndarray, workdir: Path, *, qop: bool, per_channel: bool):
+    def __init__(self, fp32_path: Path, calib: np.ndarray, workdir: Path, *, qop: bool, per_channel: bool,
+                 calibration: str = "minmax"):  # fmt: skip
+        if calibration not in CALIBRATIONS:
+            raise InputError(f"unknown calibration {calibration!r}: choose from {', '.join(CALIBRATIONS)}")
         self.fp32_path, self.calib, self.workdir = fp32_path, calib, workdir
-        self.qop, self.per_channel = qop, per_channel
+        self.qop, self.per_channel, self.calibration = qop, per_channel, calibration
         self.cache = workdir / "calibration.json"
         self.input_name = ort_session(fp32_path).get_inputs()[0].name
 
     def quantize(self, out: Path, *, exclude: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        with _quiet_logging():  # ORT logs per-layer notes through the root logger
+        with _quiet_logging():
             quantize_static(
                 str(self.fp32_path), str(out), _Reader(self.input_name, self.calib),
                 quant_format=QuantFormat.QOperator if self.qop else QuantFormat.QDQ,
                 op_types_to_quantize=None, per_channel=self.per_channel, reduce_range=False,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 nodes_to_quantize=list(only) if only is not None else None, nodes_to_exclude=list(exclude),
-                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(self.cache),
+                calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                                  "entropy": CalibrationMethod.Entropy}[self.calibration],
+                calibration_cache_path=str(self.cache),
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             )  # fmt: skip
         return out
+
+
+def fold_dead_channels(fp32_path: Path, calib: np.ndarray, out: Path, *, ratio: float = DEAD_WEIGHT_RATIO,
+                       tolerance: float = DEAD_TOLERANCE) -> tuple[Path, list[dict[str, Any]]]:  # fmt: skip
+    """Replace each *dead* conv output channel by its constant: weights 0, bias = the value it always outputs.
+
+    A channel is dead when its max |weight| is ``ratio`` times the conv's median over channels AND its output is
+    the same on every pixel of every calibration image. This is what BN folding makes of a BN whose running
+    variance collapsed (its input channel is a ReLU output that is always 0 -- a dead ReLU): gamma /
+    sqrt(var + eps) turns its weights into 1e3-3e4 x the others (ShuffleNet V1's depthwise convs after a short
+    run: 22 channels in 7 depthwise convs, max |weight| 29,580 against a median of 1.2). In fp32 the input is
+    exactly 0 and nothing shows; in int8 a per-tensor weight scale follows that channel (232.9 there), so
+    every other channel's weights round to 0, and any uint8 step of input noise on the channel is multiplied
+    by the huge weight. Folding the channel to its bias is exact on the calibration images, so the fp32
+    graph's answers do not change there (ShuffleNet V1: logits within 1.4e-6). Returns (path of the graph to
+    quantise, [{"layer", "channels"}]); when no
+    channel is dead the path is ``fp32_path`` itself.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(fp32_path))
+    inits = {t.name: t for t in proto.graph.initializer}
+    uses: dict[str, int] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    candidates = []  # (node, weight, bias, channels with outlier weights)
+    for node in proto.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 3:
+            continue
+        w_name, b_name = node.input[1], node.input[2]
+        if w_name not in inits or b_name not in inits or uses[w_name] > 1 or uses[b_name] > 1:
+            continue
+        w = numpy_helper.to_array(inits[w_name])
+        per = np.abs(w.reshape(w.shape[0], -1)).max(1)
+        median = float(np.median(per))
+        outliers = np.flatnonzero(per > ratio * median) if median > 0 else np.array([], dtype=int)
+        if len(outliers):
+            candidates.append((node, w, numpy_helper.to_array(inits[b_name]), outliers))
+    if not candidates:
+        return fp32_path, []
+    probe = onnx.load(str(fp32_path))
+    del probe.graph.output[:]
+    for node, *_ in candidates:
+        probe.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None))
+    session = ort_session(probe.SerializeToString())
+    names = [node.output[0] for node, *_ in candidates]
+    lo = [None] * len(names)
+    hi = [None] * len(names)
+    for i in range(0, len(calib), 64):
+        for k, y in enumerate(session.run(names, {session.get_inputs()[0].name: calib[i : i + 64]})):
+            y = y.astype(np.float64)
+            mn, mx = y.min((0, 2, 3)), y.max((0, 2, 3))
+            lo[k] = mn if lo[k] is None else np.minimum(lo[k], mn)
+            hi[k] = mx if hi[k] is None else np.maximum(hi[k], mx)
+    folded = []
+    for k, (node, w, b, outliers) in enumerate(candidates):
+        mid = (lo[k] + hi[k]) / 2
+        dead = [int(c) for c in outliers if hi[k][c] - lo[k][c] <= tolerance * max(1.0, abs(mid[c]))]
+        if not dead:
+            continue
+        w, b = w.copy(), b.copy()
+        w[dead] = 0
+        b[dead] = mid[dead].astype(b.dtype)
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
+        inits[node.input[2]].CopyFrom(numpy_helper.from_array(b, node.input[2]))
+        folded.append({"layer": node.name, "channels": dead})
+    if not folded:
+        return fp32_path, []
+    onnx.save(proto, str(out))
+    return out, folded
 
 
 def rank_sensitivity(quantizer: OrtQuantizer, layers: list[dict[str, Any]], x: np.ndarray,
@@ -193,6 +276,8 @@ def quantize_run(
     rank_images: int = RANK_IMAGES,
     progress: Callable[[str], None] | None = None,
     download: bool = True,
+    calibration: str = "minmax",
+    fold_dead: bool = True,
 ) -> dict[str, Any]:
     """Quantise a trained run to int8 and report test top-1 before and after (see the module doc)."""
     if method not in METHODS:
@@ -201,6 +286,13 @@ def quantize_run(
         raise InputError(f"--calib must be a positive number of training images, got {calib}")
     if keep_fp32 < 0:
         raise InputError(f"--keep-fp32 must be >= 0, got {keep_fp32}")
+    if calibration not in CALIBRATIONS:
+        raise InputError(f"unknown calibration {calibration!r}: choose from {', '.join(CALIBRATIONS)}")
+    if calibration != "minmax" and not method.startswith("ort-"):
+        raise InputError(f"--calibration {calibration} is an ONNX Runtime method: use it with ort-qdq or ort-qop "
+                         f"({method} sets its ranges itself)")  # fmt: skip
+    if not method.startswith("ort-"):
+        calibration = method  # what set the activation ranges, for the record
     if method == "openvino":
         ok, why = openvino_available()
         if not ok:
@@ -246,29 +338,38 @@ def quantize_run(
         fp32_path = prepared_fp32(src, work)
         fp32_logits = ort_logits(ort_session(fp32_path), x_test, batch=256)
         before = top1(fp32_logits, y_test)
+        dead: list[dict] = []
+        q_source = fp32_path  # the graph ORT / NNCF quantise: dead channels folded to their constant (see there)
+        if fold_dead and method != "pt2e":
+            q_source, dead = fold_dead_channels(fp32_path, x_calib, work / "fp32.folded.onnx")
+            if dead:
+                say(f"folded {sum(len(d['channels']) for d in dead)} dead conv channels in {len(dead)} layers "
+                    f"to their constant output")  # fmt: skip
         layers = torch_layers(src.model) if method == "pt2e" else conv_layers(fp32_path)
         excluded = resolve_excluded(layers, exclude)
         ranking: list[dict] = []
         kept: list[str] = []
         if rank or keep_fp32:
             say(f"ranking {len(layers)} layers on {len(x_rank)} held-out training images ...")
-            ranker = OrtQuantizer(fp32_path, x_calib, work, qop=False, per_channel=per_channel)
+            ranker = OrtQuantizer(q_source, x_calib, work, qop=False, per_channel=per_channel, calibration=calibration)
             reference = ort_logits(ort_session(fp32_path), x_rank, batch=256)
             ranking = rank_sensitivity(ranker, layers, x_rank, reference, progress=say)
             kept = [r["name"] for r in ranking if r["name"] not in excluded][:keep_fp32]
         fp32_names = excluded + kept
         record = metadata_record(src, opset=DEFAULT_OPSET, precision="int8", extra={
             "quantization": {"method": method, "calibration_images": len(x_calib), "per_channel": per_channel,
-                             "fp32_layers": fp32_names}})  # fmt: skip
+                             "calibration": calibration, "fp32_layers": fp32_names,
+                             "dead_channels_folded": dead}})  # fmt: skip
         if method == "openvino":
-            openvino_quantize(fp32_path, x_calib, fp32_names, out, record)
+            openvino_quantize(q_source, x_calib, fp32_names, out, record)
             q_logits = openvino_logits(out, x_test)
         elif method == "pt2e":
             q_model = Pt2eModel(src.model, x_calib, exclude=fp32_names)
             q_logits = q_model.logits(x_test)  # inductor's compiled int8 graph: what the file runs as
             q_model.save(out, record)
         else:
-            quantizer = OrtQuantizer(fp32_path, x_calib, work, qop=method == "ort-qop", per_channel=per_channel)
+            quantizer = OrtQuantizer(q_source, x_calib, work, qop=method == "ort-qop", per_channel=per_channel,
+                                     calibration=calibration)
             q_path = quantizer.quantize(work / "int8.onnx", exclude=fp32_names)
             blob = with_metadata(q_path.read_bytes(), record)
             q_logits = ort_logits(ort_session(blob), x_test, batch=256)
@@ -278,7 +379,8 @@ def quantize_run(
         raise WorkError("the quantised model produced non-finite logits")
     return {
         "path": str(out), "method": method, "model_name": src.meta["model_name"], "per_channel": per_channel,
-        "calibration_images": len(x_calib), "test_images": len(x_test), "data": src.data,
+        "calibration_images": len(x_calib), "calibration": calibration, "test_images": len(x_test), "data": src.data,
+        "dead_channels_folded": dead,
         "top1_fp32": before, "top1_int8": after, "top1_change": after - before,
         "agreement_with_fp32": 100.0 * float(np.mean(q_logits.argmax(1) == fp32_logits.argmax(1))),
         "quantizable_layers": len(layers), "excluded": excluded, "kept_fp32": kept,
