@@ -7,6 +7,7 @@ and MASTER_ADDR/PORT set. Every helper here is a no-op in a plain single process
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -75,9 +76,22 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, backend=backend), device
 
 
-def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(clean: bool = False) -> None:
+    """Close the process group. After a run that ended normally (``clean``), every process first waits for the
+    others, so none tears the group down while another still talks to it: rank 0 hosts the rendezvous store, and
+    a worker whose store connection vanished mid-teardown was seen to abort ("terminate called without an active
+    exception", SIGABRT) after a finished run. After an error no barrier: another process may be gone."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if clean and dist.get_world_size() > 1:
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=120))
+            else:
+                dist.barrier()
+        except Exception:  # noqa: BLE001 - best effort: a process that is gone must not turn success into an error
+            pass
+    dist.destroy_process_group()
 
 
 def is_initialized() -> bool:

@@ -392,8 +392,8 @@ def fit(
         # repeat must find this handler (which only notes it), not the default one (which kills at once).
         stop = StopSignals(repeat_stops_at_once=not distributed.under_launcher())
         stack.callback(stop.restore)
-        if owns_group:
-            stack.callback(distributed.shutdown)
+        if owns_group:  # with a barrier first when the run ended normally (no exception on the way out)
+            stack.push(lambda exc_type, exc, tb: distributed.shutdown(clean=exc_type is None))
         stack.enter_context(torch_threads(cfg.train.threads))
         # Large activations are freed and reallocated every step; on a CPU, keep them in the heap (litezoo.heap).
         stack.enter_context(heap_kept(cfg.train.keep_heap and device.type == "cpu"))
