@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = human_out(args)
     r = quantize_run(args.target, args.out, calib=args.calib, method=args.method, per_channel=args.per_channel,
-                     calibration=args.calibration, exclude=args.exclude, rank=args.rank_sensitivity, keep_fp32=args.keep_fp32,
+                     calibration=args.calibration, exclude=args.exclude, rank=args.rank_sensitivity,
+                     keep_fp32=args.keep_fp32,
                      eval_limit=args.eval_limit, data=args.data, download=not args.no_download,
                      progress=lambda msg: print(msg, file=out, flush=True))  # fmt: skip
     lines = []
@@ -64,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
     kept = r["excluded"] + r["kept_fp32"]
     lines += [
         f"{r['model_name']} {r['method']}{' per-channel' if r['per_channel'] else ''}, {r['calibration']} ranges: "
-        f"calibrated on "
-        f"{r['calibration_images']} training images, tested on {r['test_images']}",
+        f"calibrated on {r['calibration_images']} training images, tested on {r['test_images']}",
         f"top-1 fp32 {r['top1_fp32']:.2f}%  int8 {r['top1_int8']:.2f}%  ({r['top1_change']:+.2f} pt); "
         f"int8 agrees with fp32 on {r['agreement_with_fp32']:.1f}% of test images",
         f"kept in fp32: {', '.join(kept) if kept else 'none'} ({len(kept)} of {r['quantizable_layers']} layers)",

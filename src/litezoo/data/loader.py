@@ -288,7 +288,7 @@ class BatchLoader:
         """Which of the batch's images (dataset ``indices``) are mirrored, as a bool array."""
         if self.flip == "alternate":
             # One fair coin per dataset image for the whole run (from the seed alone, so every rank and a resumed
-            # run agree), inverted in odd epochs. Drawn for all images at once (50k bools for CIFAR-10), kept for the run.
+            # run agree), inverted in odd epochs. Drawn for all images at once (50k bools for CIFAR-10).
             if self._flip_base is None:
                 coins = np.random.default_rng([self.seed % 2**63, _FLIP_STREAM]).random(len(self.ds))
                 self._flip_base = coins < 0.5

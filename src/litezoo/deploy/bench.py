@@ -273,8 +273,8 @@ def bench(
         key = f"{row['model']} batch {row['batch']}"
         if key not in fastest or row["median_ms"] < fastest[key]["median_ms"]:
             fastest[key] = {"runtime": row["runtime"], "threads": row["threads"], "median_ms": row["median_ms"]}
-    protocol = {"warmup_calls": WARMUP_CALLS, "warmup_seconds": WARMUP_SECONDS, "repeats": repeats, "min_seconds": min_seconds,
-                "max_seconds": max_seconds, "min_calls": min_calls}  # fmt: skip
+    protocol = {"warmup_calls": WARMUP_CALLS, "warmup_seconds": WARMUP_SECONDS, "repeats": repeats,
+                "min_seconds": min_seconds, "max_seconds": max_seconds, "min_calls": min_calls}  # fmt: skip
     return {"rows": rows, "fastest": fastest, "skipped": skipped, "notes": notes, "errors": errors,
             "timing": protocol,
             "matmul_gflops": {str(t): round(v / 1e9, 1) for t, v in peak_flops.items()},

@@ -106,6 +106,11 @@ def resolve_excluded(layers: list[dict[str, Any]], patterns: Sequence[str]) -> l
     return names
 
 
+def _check_calibration(calibration: str) -> None:
+    if calibration not in CALIBRATIONS:
+        raise InputError(f"unknown calibration {calibration!r}: choose from {', '.join(CALIBRATIONS)}")
+
+
 @contextlib.contextmanager
 def _quiet_logging():
     """ORT's quantiser logs per-layer notes through the root logger, and its histogram calibrations (percentile,
@@ -125,8 +130,7 @@ class OrtQuantizer:
 
     def __init__(self, fp32_path: Path, calib: np.ndarray, workdir: Path, *, qop: bool, per_channel: bool,
                  calibration: str = "minmax"):  # fmt: skip
-        if calibration not in CALIBRATIONS:
-            raise InputError(f"unknown calibration {calibration!r}: choose from {', '.join(CALIBRATIONS)}")
+        _check_calibration(calibration)
         self.fp32_path, self.calib, self.workdir = fp32_path, calib, workdir
         self.qop, self.per_channel, self.calibration = qop, per_channel, calibration
         self.cache = workdir / "calibration.json"
@@ -163,8 +167,7 @@ def fold_dead_channels(fp32_path: Path, calib: np.ndarray, out: Path, *, ratio: 
     every other channel's weights round to 0, and any uint8 step of input noise on the channel is multiplied
     by the huge weight. Folding the channel to its bias is exact on the calibration images, so the fp32
     graph's answers do not change there (ShuffleNet V1: logits within 1.4e-6). Returns (path of the graph to
-    quantise, [{"layer", "channels"}]); when no
-    channel is dead the path is ``fp32_path`` itself.
+    quantise, [{"layer", "channels"}]); when no channel is dead the path is ``fp32_path`` itself.
     """
     import onnx
     from onnx import numpy_helper
@@ -277,7 +280,6 @@ def quantize_run(
     progress: Callable[[str], None] | None = None,
     download: bool = True,
     calibration: str = "minmax",
-    fold_dead: bool = True,
 ) -> dict[str, Any]:
     """Quantise a trained run to int8 and report test top-1 before and after (see the module doc)."""
     if method not in METHODS:
@@ -286,8 +288,7 @@ def quantize_run(
         raise InputError(f"--calib must be a positive number of training images, got {calib}")
     if keep_fp32 < 0:
         raise InputError(f"--keep-fp32 must be >= 0, got {keep_fp32}")
-    if calibration not in CALIBRATIONS:
-        raise InputError(f"unknown calibration {calibration!r}: choose from {', '.join(CALIBRATIONS)}")
+    _check_calibration(calibration)
     if calibration != "minmax" and not method.startswith("ort-"):
         raise InputError(f"--calibration {calibration} is an ONNX Runtime method: use it with ort-qdq or ort-qop "
                          f"({method} sets its ranges itself)")  # fmt: skip
@@ -340,7 +341,7 @@ def quantize_run(
         before = top1(fp32_logits, y_test)
         dead: list[dict] = []
         q_source = fp32_path  # the graph ORT / NNCF quantise: dead channels folded to their constant (see there)
-        if fold_dead and method != "pt2e":
+        if method != "pt2e":
             q_source, dead = fold_dead_channels(fp32_path, x_calib, work / "fp32.folded.onnx")
             if dead:
                 say(f"folded {sum(len(d['channels']) for d in dead)} dead conv channels in {len(dead)} layers "
@@ -379,8 +380,8 @@ def quantize_run(
         raise WorkError("the quantised model produced non-finite logits")
     return {
         "path": str(out), "method": method, "model_name": src.meta["model_name"], "per_channel": per_channel,
-        "calibration_images": len(x_calib), "calibration": calibration, "test_images": len(x_test), "data": src.data,
-        "dead_channels_folded": dead,
+        "calibration_images": len(x_calib), "calibration": calibration, "test_images": len(x_test),
+        "data": src.data, "dead_channels_folded": dead,
         "top1_fp32": before, "top1_int8": after, "top1_change": after - before,
         "agreement_with_fp32": 100.0 * float(np.mean(q_logits.argmax(1) == fp32_logits.argmax(1))),
         "quantizable_layers": len(layers), "excluded": excluded, "kept_fp32": kept,
