@@ -7,7 +7,8 @@ Three parts, each optional:
            ort-int8, openvino, openvino-int8) at 1 and 2 threads; torch-compile at --compile-batches (default 1)
   int8     for CIFAR-10 runs trained by litezoo: test top-1 fp32 vs int8 for each method / variant, and the
            speed of the int8 model against fp32 ONNX Runtime (batch 1 and 32, same threads)
-  predict  `litezoo predict` end to end (decode included) on a folder of photos with ShuffleNetV2 1.0x
+  predict  `litezoo predict` end to end (decode included) on a folder of photos with ShuffleNetV2 1.0x, from its
+           fp32 file and from an int8 one (ORT QDQ, per-channel; random weights: speed only)
 
 Timing (the same for every runtime, recorded in the JSON): warm-up excluded (3 calls, or 2 once they took
 over 2 s); then >= 30 calls and >= 1 s, but a row stops after 3 s once 10 calls are timed (``capped``).
@@ -30,7 +31,7 @@ CPU was shared while this was written). Parts, idle-machine estimates:
            224 px and sessions ~4 min (~20 s per model: 88 s in a smoke run whose matmul rate was 4.4x below idle)
   int8     ~14-19 min: 9 runs x 5 variants, each a quantize_run (~12-15 s idle: smoke runs took 68-142 s at a
            5-7x slowdown on 500 test images) and 4 speed rows (~1.2 s each), plus ORT fp32 rows
-  predict  ~2 min (benchmarks/results/deploy_predict_idle.json)
+  predict  ~2 min per precision (benchmarks/results/deploy_predict_idle.json)
 Shorter: --compile-batches '' (no torch-compile rows, -8 to -12 min), --eval-limit 1000 (-1 min), no --photos
 (-2 min).
 
@@ -286,20 +287,40 @@ def predict_part(photos, limit, log):
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.symlink_to(f.resolve())
         model = export_onnx("shufflenet_v2_x1_0", Path(tmp) / "sn2.onnx", dynamic_batch=True, check_images=2)["path"]
+        files = {"fp32": model, "int8": _int8_file(Path(model), Path(tmp))}
         runs = []
-        for batch in (32, 64):
-            proc = subprocess.run([sys.executable, "-m", "litezoo", "predict", model, str(folder), "--json",
-                                   "--batch-size", str(batch)], capture_output=True, text=True,
-                                  cwd=REPO)  # fmt: skip
-            if proc.returncode != 0:
-                runs.append({"batch": batch, "error": proc.stderr.strip()})
-                continue
-            r = json.loads(proc.stdout)
-            runs.append({"batch": batch, "images": r["num_images"], "seconds": r["seconds"],
-                         "images_per_second": r["images_per_second"], "runtime": r["runtime"]})  # fmt: skip
-            log(f"predict batch {batch}: {r['num_images']} images, {r['images_per_second']} images/s")
+        for precision, path in files.items():
+            for batch in (32, 64):
+                proc = subprocess.run([sys.executable, "-m", "litezoo", "predict", str(path), str(folder), "--json",
+                                       "--batch-size", str(batch)], capture_output=True, text=True,
+                                      cwd=REPO)  # fmt: skip
+                if proc.returncode != 0:
+                    runs.append({"precision": precision, "batch": batch, "error": proc.stderr.strip()})
+                    continue
+                r = json.loads(proc.stdout)
+                runs.append({"precision": precision, "batch": batch, "images": r["num_images"], "seconds": r["seconds"],
+                             "images_per_second": r["images_per_second"], "runtime": r["runtime"]})  # fmt: skip
+                log(f"predict {precision} batch {batch}: {r['num_images']} images, {r['images_per_second']} images/s")
         return {"photos": str(photos), "limit": limit, "model": "shufflenet_v2_x1_0 (224 px, random weights)",
-                "runs": runs}  # fmt: skip
+                "int8": "ORT QDQ, per-channel weights, calibrated on 64 random inputs (speed only)", "runs": runs}
+
+
+def _int8_file(fp32: Path, work: Path) -> Path:
+    """The fp32 file quantised as `litezoo quantize` does (ORT QDQ, per-channel), its preprocessing record kept, so
+    `predict` reads it like any exported file. Random weights and calibration: for speed, not accuracy."""
+    import numpy as np
+
+    from litezoo.deploy.export import with_metadata
+    from litezoo.deploy.quantize import OrtQuantizer
+    from litezoo.runtime import read_metadata
+
+    record = read_metadata(fp32)
+    shape = (64, int(record["in_chans"]), int(record["image_size"]), int(record["image_size"]))
+    calib = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    q = OrtQuantizer(fp32, calib, work, qop=False, per_channel=True).quantize(work / "int8.raw.onnx")
+    out = work / "sn2.int8.onnx"
+    out.write_bytes(with_metadata(q.read_bytes(), record | {"precision": "int8"}))
+    return out
 
 
 def main(argv=None) -> int:

@@ -7,11 +7,14 @@ Augmentation draws are seeded per rank, so they too differ by design. What remai
 the same 8 images per step (rank r takes positions r, r+2, ... of the shared permutation), and DDP averages the
 two half-batch mean gradients, which is the full-batch mean gradient. Only float32 rounding differs (summation
 order in the convolutions' batch reductions and in the all-reduce), about 1e-7 relative per operation.
-Measured on this CPU: max |w_2proc - w_1proc| = 3e-8 after 1 step and still 3e-8 after 8 steps at lr 0.01
-(2.5e-7 at lr 0.005), while the weights move by more than 1e-2. The tolerance, 1e-5, leaves a 300x margin
-for other CPUs and oneDNN versions and is still 1000x below the weight change (both asserted). The lr matters:
-at lr 0.02 this tiny net without BatchNorm is unstable (its loss rises above chance) and the same rounding
-differences grow about 10x per step (3e-5 after 4 steps), which says nothing about DDP.
+Measured: max |w_2proc - w_1proc| = 3e-8 after 8 steps at lr 0.01 on Sapphire Rapids and Zen 3, but 2.7e-5 on
+a Zen 5 (oneDNN's AVX-512 kernels; 3.9e-6 there with ONEDNN_MAX_CPU_ISA=AVX2): the kernels chosen for a batch of
+4 and of 8 sum in different orders, and 8 steps amplify that. So the tolerance is relative to how far training
+moved the weights (3e-2 here): the two runs must agree to 1% of that movement (Zen 5: 0.09%). A real DDP mistake
+is far larger: gradients summed instead of averaged act as twice the lr, and a 1-process run at lr 0.02 ends
+1.8x the movement away from the one at lr 0.01 (measured on the Zen 5). The lr matters: at lr 0.02 this tiny
+net without BatchNorm is unstable (its loss rises above chance) and the same rounding differences grow about 10x
+per step (3e-5 after 4 steps on Sapphire Rapids), which says nothing about DDP.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from litezoo.train import fit
 from test_train import make_image_folder
 
 QUIET = Progress(quiet=True)
-TOLERANCE = 1e-5  # max |w_2proc - w_1proc| after 8 SGD steps (see the module docstring)
+RELATIVE_TOLERANCE = 1e-2  # max |w_2proc - w_1proc| / max |w_1proc - w_init| after 8 SGD steps (module docstring)
 
 
 def _options(data: Path) -> dict[str, str]:
@@ -72,13 +75,13 @@ def test_two_processes_match_one_and_runs_move_between_them(tmp_path):
     assert list(two.model) == list(one.model)  # the unwrapped model: no "module." prefix
     assert not any(k.startswith("module.") for k in two.model)
     diff = max((two.model[k] - one.model[k]).abs().max().item() for k in one.model)
-    assert diff < TOLERANCE, diff
     init = fit_init_weights(options, tmp_path)
     moved = max((one.model[k] - init[k]).abs().max().item() for k in one.model)
-    assert moved > 1000 * TOLERANCE, moved
+    assert moved > 1e-3, moved  # training moved the weights: the comparison below means something
+    assert diff < RELATIVE_TOLERANCE * moved, (diff, moved)
     # Metrics were reduced over both processes: the whole test split evaluated once, same numbers.
     for a, b in zip(two.state["history"], one.state["history"]):
-        assert a["test_top1"] == b["test_top1"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["test_top1"] == b["test_top1"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
     # Only rank 0 wrote: one metrics line per epoch.
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
 

@@ -653,3 +653,70 @@ def test_deploy_script_merges_compile_rows_and_picks_fastest_over_both():
     assert merged["fastest"]["m batch 1"]["runtime"] == "torch-compile"
     assert merged["fastest"]["m batch 32"]["runtime"] == "ort"
     assert merged["errors"] == [{"error": "x"}] and merged["notes"] == ["a", "b"]
+
+
+def test_deploy_script_int8_file_keeps_the_preprocessing_record(exported, tmp_path):
+    """The predict part's int8 file: quantised (QDQ nodes, int8 weights), read by `predict` like an exported file."""
+    from conftest import load_script
+
+    script = load_script("benchmarks/deploy.py")
+    path, _ = exported
+    q = script._int8_file(path, tmp_path)
+    meta, fp32_meta = read_metadata(q), read_metadata(path)
+    assert meta["precision"] == "int8" and fp32_meta["precision"] == "fp32"
+    assert {k: meta[k] for k in ("image_size", "mean", "std", "classes")} == {
+        k: fp32_meta[k] for k in ("image_size", "mean", "std", "classes")}  # fmt: skip
+    ops = {n.op_type for n in onnx.load(str(q)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    x = np.random.default_rng(1).standard_normal((2, 3, meta["image_size"], meta["image_size"]), dtype=np.float32)
+    logits = OnnxClassifier(q, threads=1).logits(x)
+    assert logits.shape == (2, len(meta["classes"])) and np.isfinite(logits).all()
+
+
+def test_openvino_first_call_of_each_thread_runs_alone(exported, monkeypatch):
+    """OpenVINO's binding can deadlock when two threads make their first call at once (docs/deploy.md): each
+    thread's first call runs under the module's lock, later calls take no lock. A fake compiled model records."""
+    import threading
+
+    import litezoo.runtime as rt
+
+    class CountingLock:
+        def __init__(self):
+            self.lock, self.entries = threading.Lock(), 0
+
+        def __enter__(self):
+            self.lock.acquire()
+            self.entries += 1
+
+        def __exit__(self, *exc):
+            self.lock.release()
+
+    counting = CountingLock()
+    monkeypatch.setattr(rt, "_OV_FIRST_CALL", counting)
+    path, _ = exported
+    clf = OnnxClassifier(path, threads=1)
+    first_calls_locked: list[bool] = []
+
+    class FakeRequest:
+        calls = 0
+
+        def infer(self, inputs):
+            if self.calls == 0:
+                first_calls_locked.append(counting.lock.locked())
+            self.calls += 1
+            return [np.zeros((len(inputs[0]), 2), np.float32)]
+
+    class FakeCompiled:
+        def create_infer_request(self):
+            return FakeRequest()
+
+    clf._compiled, clf._local = FakeCompiled(), threading.local()
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    workers = [threading.Thread(target=lambda: [clf._ov_run(x) for _ in range(3)]) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert first_calls_locked == [True, True]  # each thread's first call ran under the lock
+    assert counting.entries == 2  # and only those: 6 calls, 2 acquisitions
+    assert not counting.lock.locked()

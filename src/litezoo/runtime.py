@@ -40,6 +40,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # and the model do not belong together (e.g. 32 px CIFAR images fed to a 224 px network).
 MIN_SIDE_FRACTION = 0.5
 RUNTIMES = ("ort", "openvino")
+# OpenVINO's Python binding initialises a function-local static on a request's first input copy while it has let go
+# of the GIL: two threads making their first call at once deadlock (one holds the GIL and waits on the static's
+# guard, the other holds the guard and waits for the GIL; seen on a 2-core Zen 5 with 2 prediction lanes). The
+# first OpenVINO inference of each thread therefore runs alone; every later call runs side by side as before.
+_OV_FIRST_CALL = threading.Lock()
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -200,6 +205,8 @@ class OnnxClassifier:
         request = getattr(self._local, "request", None)
         if request is None:  # one infer request per thread: a request is not re-entrant
             request = self._local.request = self._compiled.create_infer_request()
+            with _OV_FIRST_CALL:  # a thread's first call runs alone: see _OV_FIRST_CALL
+                return np.array(request.infer({0: x})[0])
         return np.array(request.infer({0: x})[0])  # a copy: the request reuses its output memory
 
     @property
