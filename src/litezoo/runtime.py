@@ -14,6 +14,7 @@ entry written by ``litezoo export``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -203,11 +204,11 @@ class OnnxClassifier:
 
     def _ov_run(self, x: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
-        if request is None:  # one infer request per thread: a request is not re-entrant
+        first = request is None
+        if first:  # one infer request per thread: a request is not re-entrant
             request = self._local.request = self._compiled.create_infer_request()
-            with _OV_FIRST_CALL:  # a thread's first call runs alone: see _OV_FIRST_CALL
-                return np.array(request.infer({0: x})[0])
-        return np.array(request.infer({0: x})[0])  # a copy: the request reuses its output memory
+        with _OV_FIRST_CALL if first else contextlib.nullcontext():  # a thread's first call runs alone (see there)
+            return np.array(request.infer({0: x})[0])  # a copy: the request reuses its output memory
 
     @property
     def image_size(self) -> int:
