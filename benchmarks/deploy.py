@@ -306,8 +306,9 @@ def predict_part(photos, limit, log):
 
 
 def _int8_file(fp32: Path, work: Path) -> Path:
-    """The fp32 file quantised as `litezoo quantize` does (ORT QDQ, per-channel), its preprocessing record kept, so
-    `predict` reads it like any exported file. Random weights and calibration: for speed, not accuracy."""
+    """The fp32 file quantised by `litezoo quantize`'s ONNX Runtime quantiser (QDQ, per-channel int8 weights), its
+    preprocessing record kept, so `predict` reads it like any exported file. `quantize_run` itself needs a trained
+    run to calibrate on; this file has random weights and random calibration inputs: for speed, not accuracy."""
     import numpy as np
 
     from litezoo.deploy.export import with_metadata
