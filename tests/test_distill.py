@@ -147,6 +147,35 @@ def test_distillation_changes_only_the_targets(teacher_run, tmp_path):
     assert not all(torch.allclose(plain[k].float(), full[k].float(), atol=1e-5) for k in plain)
 
 
+def test_under_progressive_resizing_the_teacher_sees_the_full_size_view(teacher_run, tmp_path, monkeypatch):
+    data, teacher = teacher_run
+    seen = {"teacher": [], "student": []}
+    probs = Teacher.probs
+
+    def spy_probs(self, x):
+        seen["teacher"].append(x.shape[-1])
+        return probs(self, x)
+
+    monkeypatch.setattr(Teacher, "probs", spy_probs)
+    # 4 epochs growing 16 -> 32 px over the first half: 16, 24, 32, 32 px for the student
+    student_cfg = {"train.distill_from": str(teacher), "train.epochs": 4, "data.progressive_start_size": 16,
+                   "data.progressive_epochs": 0.5}  # fmt: skip
+    cfg = tiny_config(data, **{"model.name": "mobilenet_v1_x0_25_cifar", **student_cfg})
+    model = litezoo.create_model(cfg.model.name, num_classes=4)
+    forward = type(model).forward
+
+    def spy_forward(self, x):
+        if self.training:
+            seen["student"].append(x.shape[-1])
+        return forward(self, x)
+
+    monkeypatch.setattr(type(model), "forward", spy_forward)
+    fit(cfg, tmp_path / "prog", progress=Progress(quiet=True))
+    steps = len(seen["student"]) // 4  # 32 training images / batch 8 per epoch
+    assert seen["student"] == [16] * steps + [24] * steps + [32] * 2 * steps
+    assert seen["teacher"] == [32] * 4 * steps  # the teacher judged every batch at the size it was trained at
+
+
 def test_distillation_from_a_missing_run_is_an_input_error(teacher_run, tmp_path):
     data, _ = teacher_run
     with pytest.raises(InputError, match="distill_from"):
