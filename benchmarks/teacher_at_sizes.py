@@ -1,0 +1,87 @@
+"""How right and how sure is a distillation teacher on views scaled down as progressive resizing scales them?
+
+The lightweight recipe (``configs/light_cifar10.yaml``) trains its student on augmented batches scaled from 32 px
+down to 24 and 28 px for the first epochs, and the teacher gives its probabilities for those same views. This
+measures the teacher on them: its agreement with the labels and the mean entropy of its probabilities on one
+epoch of augmented training batches (the recipe's own loader and augmentation, epoch 0's order), its inference
+rate on them (what a live teacher costs per training image), and its top-1 on the test images, at each size; the
+views are scaled by the trainer's own ``resized_batches``.
+
+    python benchmarks/teacher_at_sizes.py --teacher-json \\
+        benchmarks/results/time_to_accuracy_orig_fast_seed0_12ep_zen5_altflip_b512_prog06.json
+
+Writes ``benchmarks/results/teacher_at_sizes.json``. Duration: ~1 minute on a 2-core CPU (teacher inference only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "results" / "teacher_at_sizes.json"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher-json", required=True, type=Path, help="a finished time_to_accuracy run (the teacher)")
+    p.add_argument("--recipe", default="light_cifar10")
+    p.add_argument("--sizes", type=int, nargs="+", default=[32, 28, 24])
+    p.add_argument("--limit-train", type=int, default=None, help="only the first N training images")
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from litezoo.config import resolve
+    from litezoo.fsutil import atomic_write_bytes
+    from litezoo.machine import machine_info
+    from litezoo.run import build_run
+    from litezoo.train import resized_batches
+
+    record = json.loads(args.teacher_json.read_text())
+    teacher_dir = os.path.relpath(REPO / record["run_dir"])
+    over = {"train.distill_from": teacher_dir}
+    if args.limit_train:
+        over["data.limit_train"] = args.limit_train
+    cfg = resolve(args.recipe, over)
+    run = build_run(cfg, torch.device("cpu"), note=lambda line: print(line, file=sys.stderr))
+    teacher = run.teacher
+    result = {"benchmark": "teacher_at_sizes", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+              "machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "recipe": args.recipe,
+              "teacher": teacher.name, "teacher_precision": teacher.precision.mode, "sizes": {}}  # fmt: skip
+    for side in args.sizes:
+        run.train_loader.set_epoch(0)
+        agree = seen = 0
+        entropy = teacher_s = 0.0
+        for x, y in resized_batches(run.train_loader, side):
+            tick = time.perf_counter()
+            probs = teacher.probs(x)  # (B, K)
+            teacher_s += time.perf_counter() - tick
+            agree += int((probs.argmax(1) == y).sum())
+            seen += len(y)
+            entropy += float(-(probs * probs.clamp_min(1e-12).log()).sum())
+        right = tested = 0
+        for x, y in resized_batches(run.test_loader, side):
+            right += int((teacher.probs(x).argmax(1) == y).sum())
+            tested += len(y)
+        row = {"train_agreement_with_labels": round(100 * agree / seen, 2), "train_images": seen,
+               "mean_entropy_nats": round(entropy / seen, 3), "uniform_entropy_nats": round(math.log(probs.shape[1]), 3),
+               "test_top1": round(100 * right / tested, 2), "test_images": tested,
+               "teacher_images_per_s": round(seen / teacher_s, 1)}  # fmt: skip
+        result["sizes"][str(side)] = row
+        print(f"{side} px: agrees with the labels of {row['train_agreement_with_labels']}% of augmented training "
+              f"images, mean entropy {row['mean_entropy_nats']} nats; test top-1 {row['test_top1']}% (no TTA); "
+              f"teacher {row['teacher_images_per_s']:.0f} img/s")
+    result["test_set"] = cfg.data.path
+    atomic_write_bytes(json.dumps(result, indent=1).encode(), args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
