@@ -200,3 +200,87 @@ def test_amp_auto_measures_in_the_trainer_and_caches_beside_the_data(teacher_run
     notes2 = Notes()
     student(data, tmp_path / "auto2", notes2, **{"train.amp": "auto"})
     assert "amp auto: cached in" in next(line for line in notes2.lines if "params" in line)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train.distill_cache: the teacher's answers for every image, flip and size, computed once before training
+
+
+def test_loader_views_name_each_rows_image_and_flip(teacher_run):
+    from litezoo.data import open_dataset
+    from litezoo.data.loader import BatchLoader
+
+    data, _ = teacher_run
+    ds = open_dataset(data, "train", image_size=32, cache_dir=data.parent / "cache")
+    plain = BatchLoader(ds, 8, train=False, rank=0, world_size=1)
+    whole = {int(i): x for xb, _, v in plain.with_views() for i, x in zip(v.indices, xb)}  # un-augmented images
+    loader = BatchLoader(ds, 8, train=True, seed=3, rank=0, world_size=1, crop_padding=0, flip=True)
+    flips = 0
+    for x, y, view in loader.with_views():
+        assert torch.equal(y, torch.from_numpy(ds.labels[view.indices]))
+        for row, i, f in zip(x, view.indices, view.flips):
+            assert torch.equal(row, whole[int(i)].flip(-1) if f else whole[int(i)])
+            flips += int(f)
+    assert 0 < flips < len(ds)  # both kinds were drawn
+    mixing = BatchLoader(ds, 8, train=True, seed=3, rank=0, world_size=1, mixup_alpha=0.2, num_classes=4)
+    assert all(view is None for _, _, view in mixing.with_views())  # a blend is no single image
+
+
+def test_cached_teacher_table_holds_the_teachers_answer_per_image_flip_and_size(teacher_run, tmp_path, monkeypatch):
+    from litezoo.data import augment
+    from litezoo.distill import TeacherTable
+
+    data, teacher = teacher_run
+    built = {}
+    build = TeacherTable.build.__func__
+
+    def spy_build(cls, teacher_, loader, n, sides):
+        built["table"] = table = build(cls, teacher_, loader, n, sides)
+        built["teacher"] = teacher_
+        return table
+
+    monkeypatch.setattr(TeacherTable, "build", classmethod(spy_build))
+    calls = []
+    logits = Teacher.logits
+    monkeypatch.setattr(Teacher, "logits", lambda self, x: calls.append(x.shape) or logits(self, x))
+    notes = Notes()
+    cfg = {"train.distill_from": str(teacher), "train.distill_cache": True, "train.epochs": 3,
+           "data.progressive_start_size": 16, "data.progressive_epochs": 0.5}  # fmt: skip
+    student(data, tmp_path / "cached", notes, **cfg)
+    table = built["table"]
+    assert sorted(table.logits) == [16, 24, 32]  # the sizes of the run's epochs (16, 24, 32 px)
+    # the teacher ran before training only: 32 images in batches of 16, x 2 flips x 3 sizes
+    assert len(calls) == 2 * 2 * 3 and all(s[0] == 16 for s in calls)
+    assert any(line.startswith("teacher table: 192 views") for line in notes.lines)
+    # an entry is the teacher's answer on the uncropped image (mirrored for [1]) scaled to the size
+    from litezoo.data import open_dataset
+    from litezoo.data.loader import BatchLoader
+    from litezoo.data.loader import BatchView
+
+    ds = open_dataset(data, "train", image_size=32, cache_dir=data.parent / "cache")
+    meta_teacher = built["teacher"]
+    x, _, view = next(BatchLoader(ds, 4, train=False, rank=0, world_size=1, mean=ds.mean, std=ds.std).with_views())
+    want = logits(meta_teacher, augment.resize_batch(x.flip(-1), 24))
+    assert torch.allclose(table.logits[24][1, torch.from_numpy(view.indices)], want, atol=1e-4)
+    rows = BatchView(view.indices, torch.tensor([True, False, True, False]).numpy())
+    got = table.probs(rows, 24)
+    assert torch.allclose(got[0], F.softmax(want[0], -1), atol=1e-5)
+    assert torch.allclose(got[1], F.softmax(table.logits[24][0, int(view.indices[1])], -1))
+
+
+def test_cached_teacher_without_crop_or_flip_trains_as_the_live_teacher(teacher_run, tmp_path):
+    data, teacher = teacher_run
+    exact = {"train.distill_from": str(teacher), "train.distill_alpha": 1.0, "data.crop_padding": 0,
+             "data.flip": False}  # every view is the whole image: the table's entry is the live teacher's answer
+    live = student(data, tmp_path / "live", **exact)
+    cached = student(data, tmp_path / "cached", **exact, **{"train.distill_cache": True})
+    plain = student(data, tmp_path / "plain")
+    assert all(torch.allclose(live[k].float(), cached[k].float(), atol=1e-4) for k in live)
+    assert not all(torch.allclose(plain[k].float(), cached[k].float(), atol=1e-4) for k in plain)
+
+
+def test_cached_teacher_refuses_views_it_cannot_name(teacher_run, tmp_path):
+    data, teacher = teacher_run
+    with pytest.raises(InputError, match="distill_cache"):
+        student(data, tmp_path / "mix", **{"train.distill_from": str(teacher), "train.distill_cache": True,
+                                           "data.mixup_alpha": 0.2})  # fmt: skip

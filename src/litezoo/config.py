@@ -145,6 +145,7 @@ class TrainConfig:
     distill_from: str | None = None  # a trained run (folder or weights file) to distil from (litezoo.distill)
     distill_alpha: float = 0.5  # target = (1 - alpha) * label + alpha * teacher probabilities
     distill_temperature: float = 1.0  # softens the teacher's probabilities (> 0)
+    distill_cache: bool = False  # the teacher judges each image once per flip and size before training (not live)
     eval_every: int = 1  # epochs between evaluations
     on_nan: str = "stop"  # stop | skip
     compile: bool = False  # torch.compile the model
@@ -574,6 +575,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(0.0 < t.lookahead_decay <= 1.0, f"train.lookahead_decay must be in (0, 1], got {t.lookahead_decay}")
     need(0.0 <= t.distill_alpha <= 1.0, f"train.distill_alpha must be in [0, 1], got {t.distill_alpha}")
     need(t.distill_temperature > 0, f"train.distill_temperature must be > 0, got {t.distill_temperature}")
+    need(
+        not (t.distill_from and t.distill_cache and (d.random_resized_crop or d.mixup_alpha or d.cutmix_alpha)),
+        "train.distill_cache keeps one teacher answer per image and flip: it cannot follow random-resized-crop, "
+        "mixup or cutmix views (set train.distill_cache false, or turn those off)",
+    )
     need(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
     choice("train.on_nan", t.on_nan, NAN_POLICIES)
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")

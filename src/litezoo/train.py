@@ -40,7 +40,9 @@ from litezoo import checkpoint as ckpt_io
 from litezoo import distributed
 from litezoo.config import RunConfig, save_yaml, validate
 from litezoo.device import resolve_device
-from litezoo.distill import distilled_batches
+from litezoo.data import augment
+from litezoo.data.loader import BatchLoader
+from litezoo.distill import TeacherTable, distilled_batches, table_distilled_batches
 from litezoo.errors import InputError, WorkError
 from litezoo.evaluate import EvalResult, evaluate
 from litezoo.fsutil import atomic_write_bytes
@@ -139,11 +141,16 @@ def set_train_mode(model: nn.Module) -> None:
 def resized_batches(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], side: int):
     """The loader's (already augmented, normalised) batches scaled to ``side`` x ``side`` (antialiased)."""
     for x, y in loader:
-        if x.shape[-1] != side or x.shape[-2] != side:
-            channels_last = x.is_contiguous(memory_format=torch.channels_last)
-            x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x  # (B, C, side, side)
-        yield x, y
+        yield augment.resize_batch(x, side), y  # (B, C, side, side)
+
+
+def build_teacher_table(run: Run) -> TeacherTable:
+    """The run's teacher over every training image (un-augmented, as is and mirrored) at each size of ``run.sides``.
+    Every process builds the whole table: each epoch's shard is a different subset of the images."""
+    loader = BatchLoader(run.train_loader.ds, run.cfg.data.eval_batch_size, train=False, device=run.device,
+                         seed=run.cfg.train.seed, rank=0, world_size=1, channels_last=run.channels_last,
+                         num_classes=run.meta.num_classes, mean=run.meta.mean, std=run.meta.std)  # fmt: skip
+    return TeacherTable.build(run.teacher, loader.with_views(), len(run.train_loader.ds), run.sides)
 
 
 def lr_of(optimizer: torch.optim.Optimizer) -> float:
@@ -456,6 +463,17 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
             # SIGTERM the others as soon as one exits)
             raise interrupted(signum)
 
+    table = None
+    if run.teacher is not None and cfg.train.distill_cache and state.epoch < epochs:
+        # The teacher's answers for every image, flip and training size, before the first step: the time counts
+        # as training time (it replaces the teacher's share of every step).
+        tick = time.perf_counter()
+        table = build_teacher_table(run)
+        spent = time.perf_counter() - tick
+        state.train_time_s += spent
+        progress.note(f"teacher table: {table.views:,} views ({len(run.train_loader.ds):,} images x 2 flips x sizes "
+                      f"{sorted(table.logits)} px) in {spent:.0f} s, counted as training time")  # fmt: skip
+
     stopped_early = False
     while state.epoch < epochs and not stopped_early:
         epoch = state.epoch  # 0-based index of the epoch being trained
@@ -465,8 +483,12 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
         epoch_start = time.perf_counter()
         progress.start_epoch(epoch + 1, epochs, steps_per_epoch, state.batch_index, cfg.train.log_every)
         side = run.sides[epoch]
-        batches = run.train_loader if side == run.meta.image_size else resized_batches(run.train_loader, side)
-        if run.teacher is not None:  # targets mixed with the teacher's probabilities for the same augmented view,
+        if table is not None:  # targets from the table, for each row's image and flip at this epoch's size
+            batches = table_distilled_batches(run.train_loader.with_views(), table, side, cfg.train.distill_alpha)
+        else:
+            batches = run.train_loader
+        batches = batches if side == run.meta.image_size else resized_batches(batches, side)
+        if run.teacher is not None and table is None:  # targets mixed with the teacher's probabilities for the same augmented view,
             # at the student's size: a teacher judging the full-size view instead (sharper targets: it agrees with
             # the labels of augmented 32 px training images 97% of the time, of 24 px ones 89%) cost 206 s more in
             # a 60-minute run and gained nothing measurable (docs/fast_cifar.md)

@@ -47,6 +47,15 @@ def fit_to_size(x: torch.Tensor, size: int) -> torch.Tensor:
     return up.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
+def resize_batch(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Normalised float (B, C, H, W) -> (B, C, side, side), bilinear with antialiasing, memory format kept."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 def normalise(x: torch.Tensor, scale, shift, *, channels_last: bool = False) -> torch.Tensor:
     """uint8 (B, S, S, 3) -> normalised float32 (B, 3, S, S), in one pass."""
     out = _empty_out(x.shape[0], x.shape[1], x.device, channels_last)

@@ -19,6 +19,7 @@ group instead of one per image); the batch is the same set of (image, augmentati
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -44,6 +45,16 @@ def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if world_size is None:
         world_size = dist.get_world_size() if initialised else 1
     return rank, world_size
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """Which dataset image each row of a batch shows, and whether mirrored: (B,) int64 and (B,) bool, in the
+    batch's row order. Crop position and cutout are left out: a per-image table (``litezoo.distill``'s cached
+    teacher) looks up what it computed for the image and its flip."""
+
+    indices: np.ndarray
+    flips: np.ndarray
 
 
 class BatchLoader:
@@ -214,6 +225,12 @@ class BatchLoader:
         return perm[self.rank :: w]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y, _ in self.with_views():
+            yield x, y
+
+    def with_views(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, BatchView | None]]:
+        """As iterating the loader, each batch with its :class:`BatchView` (None under mixup/cutmix and
+        random-resized-crop, whose views are not a dataset image and a flip)."""
         if not self.train:
             self._batch_index = 0  # evaluation always covers the whole split
         if self._indices_epoch != self.epoch:
@@ -223,7 +240,7 @@ class BatchLoader:
         n_batches = len(self)
         while self._batch_index < n_batches:
             b = self._batch_index
-            batch = self.make_batch(indices[b * self.batch_size : (b + 1) * self.batch_size], b)
+            batch = self._make_batch_in_threads(indices[b * self.batch_size : (b + 1) * self.batch_size], b)
             self._batch_index = b + 1  # before yielding: a checkpoint taken now resumes at the next batch
             yield batch
         # epoch done: the next iteration is the next epoch (set_epoch is still the way to choose one)
@@ -232,6 +249,10 @@ class BatchLoader:
 
     def make_batch(self, indices: np.ndarray, batch_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of dataset ``indices`` as batch ``batch_index`` of the current epoch makes it."""
+        x, y, _ = self._make_batch_in_threads(indices, batch_index)
+        return x, y
+
+    def _make_batch_in_threads(self, indices: np.ndarray, batch_index: int):
         previous = torch.get_num_threads()
         if self.threads is None or self.threads == previous:
             return self._make_batch(np.asarray(indices, dtype=np.int64), batch_index)
@@ -241,13 +262,14 @@ class BatchLoader:
         finally:
             torch.set_num_threads(previous)
 
-    def _make_batch(self, indices: np.ndarray, batch_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _make_batch(self, indices: np.ndarray, batch_index: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, BatchView | None]:  # fmt: skip
         rng = np.random.default_rng([self.seed % 2**63, self.epoch, batch_index, self.rank, _AUGMENT_STREAM])
         size = self.image_size
         if not self.train:
             x = augment.fit_to_size(self._gather(indices), size)
             x = augment.normalise(x, self._scale, self._shift, channels_last=self.channels_last)
-            return x, self._labels(indices)
+            return x, self._labels(indices), BatchView(indices, np.zeros(len(indices), dtype=bool))
 
         n = len(indices)
         stored = self.ds.stored_size
@@ -256,6 +278,7 @@ class BatchLoader:
             flips = self._flips(rng, indices)
             x = augment.resized_crop_flip(self._gather(indices), top, left, h, w, flips, size,
                                           self._scale, self._shift, channels_last=self.channels_last)
+            view = None  # a box of varying scale: not one of the views BatchView names
         else:
             side = max(stored, size)  # smaller images are first upsampled to image_size
             span = side + 2 * self.crop_padding - size
@@ -269,6 +292,7 @@ class BatchLoader:
                 pixels = augment.fit_to_size(pixels, size)
             x = augment.padded_crop_flip(pixels, top, left, flips, size, self.crop_padding,
                                          self._scale, self._shift, channels_last=self.channels_last)
+            view = BatchView(indices, flips)
         y = self._labels(indices)
         if self.cutout:
             augment.cutout_(x, rng.integers(0, size, n), rng.integers(0, size, n), self.cutout)
@@ -282,7 +306,8 @@ class BatchLoader:
             else:
                 lam = float(rng.beta(self.mixup_alpha, self.mixup_alpha))
                 x, y = augment.mixup_(x, target, lam)
-        return x, y
+            view = None  # two images blended
+        return x, y, view
 
     def _flips(self, rng: np.random.Generator, indices: np.ndarray) -> np.ndarray:
         """Which of the batch's images (dataset ``indices``) are mirrored, as a bool array."""
