@@ -10,7 +10,13 @@ views are scaled by the trainer's own ``resized_batches``.
     python benchmarks/teacher_at_sizes.py --teacher-json \\
         benchmarks/results/time_to_accuracy_orig_fast_seed0_12ep_zen5_altflip_b512_prog06.json
 
-Writes ``benchmarks/results/teacher_at_sizes.json``. Duration: ~1 minute on a 2-core CPU (teacher inference only).
+``--table`` also builds the cached teacher's table (``train.distill_cache``: one entry per image, flip and size,
+from the uncropped image) and compares each view's entry with the live teacher's answer on the exact view: how
+often their top classes agree, the mean KL divergence live -> table, and the entries' agreement with the labels
+and entropy (what a student distilled from the table is told, against what the live teacher tells it).
+
+Writes ``benchmarks/results/teacher_at_sizes.json``. Duration: ~1 minute on a 2-core CPU (teacher inference only;
+~4 minutes with ``--table``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ def main(argv=None) -> None:
     p.add_argument("--recipe", default="light_cifar10")
     p.add_argument("--sizes", type=int, nargs="+", default=[32, 28, 24])
     p.add_argument("--limit-train", type=int, default=None, help="only the first N training images")
+    p.add_argument("--table", action="store_true", help="also compare the cached teacher's table with the live teacher")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
 
@@ -42,7 +49,8 @@ def main(argv=None) -> None:
     from litezoo.fsutil import atomic_write_bytes
     from litezoo.machine import machine_info
     from litezoo.run import build_run
-    from litezoo.train import resized_batches
+    from litezoo.data.augment import resize_batch
+    from litezoo.train import build_teacher_table, resized_batches
 
     record = json.loads(args.teacher_json.read_text())
     teacher_dir = os.path.relpath(REPO / record["run_dir"])
@@ -55,17 +63,33 @@ def main(argv=None) -> None:
     result = {"benchmark": "teacher_at_sizes", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
               "machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "recipe": args.recipe,
               "teacher": teacher.name, "teacher_precision": teacher.precision.mode, "sizes": {}}  # fmt: skip
+    table = None
+    if args.table:
+        run.sides = sorted(set(args.sizes))  # the table holds the sizes measured here
+        tick = time.perf_counter()
+        table = build_teacher_table(run)
+        result["table"] = {"views": table.views, "build_s": round(time.perf_counter() - tick, 1)}
+        print(f"teacher table: {table.views:,} views in {result['table']['build_s']} s", file=sys.stderr)
     for side in args.sizes:
         run.train_loader.set_epoch(0)
         agree = seen = 0
         entropy = teacher_s = 0.0
-        for x, y in resized_batches(run.train_loader, side):
+        t_agree = t_same = 0
+        t_entropy = t_kl = 0.0
+        for x, y, view in run.train_loader.with_views():
+            x = resize_batch(x, side)  # as the trainer's resized_batches scales them
             tick = time.perf_counter()
             probs = teacher.probs(x)  # (B, K)
             teacher_s += time.perf_counter() - tick
             agree += int((probs.argmax(1) == y).sum())
             seen += len(y)
             entropy += float(-(probs * probs.clamp_min(1e-12).log()).sum())
+            if table is not None:  # the entry a cached-teacher run would use for this exact view
+                cached = table.probs(view, side)  # (B, K)
+                t_agree += int((cached.argmax(1) == y).sum())
+                t_same += int((cached.argmax(1) == probs.argmax(1)).sum())
+                t_entropy += float(-(cached * cached.clamp_min(1e-12).log()).sum())
+                t_kl += float((probs * (probs.clamp_min(1e-12).log() - cached.clamp_min(1e-12).log())).sum())
         right = tested = 0
         for x, y in resized_batches(run.test_loader, side):
             right += int((teacher.probs(x).argmax(1) == y).sum())
@@ -74,6 +98,14 @@ def main(argv=None) -> None:
                "mean_entropy_nats": round(entropy / seen, 3), "uniform_entropy_nats": round(math.log(probs.shape[1]), 3),
                "test_top1": round(100 * right / tested, 2), "test_images": tested,
                "teacher_images_per_s": round(seen / teacher_s, 1)}  # fmt: skip
+        if table is not None:
+            row["table"] = {"agreement_with_labels": round(100 * t_agree / seen, 2),
+                            "top1_agreement_with_live": round(100 * t_same / seen, 2),
+                            "mean_entropy_nats": round(t_entropy / seen, 3),
+                            "mean_kl_live_to_table_nats": round(t_kl / seen, 4)}  # fmt: skip
+            print(f"{side} px, table: agrees with the labels {row['table']['agreement_with_labels']}%, with the live "
+                  f"teacher's top class {row['table']['top1_agreement_with_live']}%; entropy "
+                  f"{row['table']['mean_entropy_nats']} nats; KL(live || table) {row['table']['mean_kl_live_to_table_nats']}")
         result["sizes"][str(side)] = row
         print(f"{side} px: agrees with the labels of {row['train_agreement_with_labels']}% of augmented training "
               f"images, mean entropy {row['mean_entropy_nats']} nats; test top-1 {row['test_top1']}% (no TTA); "
