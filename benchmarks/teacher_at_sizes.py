@@ -39,7 +39,8 @@ def main(argv=None) -> None:
     p.add_argument("--recipe", default="light_cifar10")
     p.add_argument("--sizes", type=int, nargs="+", default=[32, 28, 24])
     p.add_argument("--limit-train", type=int, default=None, help="only the first N training images")
-    p.add_argument("--table", action="store_true", help="also compare the cached teacher's table with the live teacher")
+    p.add_argument("--table", action="store_true",
+                   help="also compare the cached teacher's table (train.distill_cache) with the live teacher")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
 
@@ -48,8 +49,8 @@ def main(argv=None) -> None:
     from litezoo.config import resolve
     from litezoo.fsutil import atomic_write_bytes
     from litezoo.machine import machine_info
-    from litezoo.run import build_run
     from litezoo.data.augment import resize_batch
+    from litezoo.run import build_run
     from litezoo.train import build_teacher_table, resized_batches
 
     record = json.loads(args.teacher_json.read_text())
@@ -103,9 +104,10 @@ def main(argv=None) -> None:
                             "top1_agreement_with_live": round(100 * t_same / seen, 2),
                             "mean_entropy_nats": round(t_entropy / seen, 3),
                             "mean_kl_live_to_table_nats": round(t_kl / seen, 4)}  # fmt: skip
-            print(f"{side} px, table: agrees with the labels {row['table']['agreement_with_labels']}%, with the live "
-                  f"teacher's top class {row['table']['top1_agreement_with_live']}%; entropy "
-                  f"{row['table']['mean_entropy_nats']} nats; KL(live || table) {row['table']['mean_kl_live_to_table_nats']}")
+            t = row["table"]
+            print(f"{side} px, table: agrees with the labels {t['agreement_with_labels']}%, with the live teacher's "
+                  f"top class {t['top1_agreement_with_live']}%; entropy {t['mean_entropy_nats']} nats; "
+                  f"KL(live || table) {t['mean_kl_live_to_table_nats']}")
         result["sizes"][str(side)] = row
         print(f"{side} px: agrees with the labels of {row['train_agreement_with_labels']}% of augmented training "
               f"images, mean entropy {row['mean_entropy_nats']} nats; test top-1 {row['test_top1']}% (no TTA); "

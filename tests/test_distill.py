@@ -14,7 +14,9 @@ from test_train import make_image_folder, tiny_config
 import litezoo
 from litezoo.checkpoint import export_safetensors, load_weights
 from litezoo.config import resolve
-from litezoo.distill import Teacher, distilled_batches, soft_targets
+from litezoo.data import augment, open_dataset
+from litezoo.data.loader import BatchLoader, BatchView
+from litezoo.distill import Teacher, TeacherTable, distilled_batches, soft_targets
 from litezoo.errors import InputError
 from litezoo.progress import Progress
 from litezoo.train import fit
@@ -207,9 +209,6 @@ def test_amp_auto_measures_in_the_trainer_and_caches_beside_the_data(teacher_run
 
 
 def test_loader_views_name_each_rows_image_and_flip(teacher_run):
-    from litezoo.data import open_dataset
-    from litezoo.data.loader import BatchLoader
-
     data, _ = teacher_run
     ds = open_dataset(data, "train", image_size=32, cache_dir=data.parent / "cache")
     plain = BatchLoader(ds, 8, train=False, rank=0, world_size=1)
@@ -227,9 +226,6 @@ def test_loader_views_name_each_rows_image_and_flip(teacher_run):
 
 
 def test_cached_teacher_table_holds_the_teachers_answer_per_image_flip_and_size(teacher_run, tmp_path, monkeypatch):
-    from litezoo.data import augment
-    from litezoo.distill import TeacherTable
-
     data, teacher = teacher_run
     built = {}
     build = TeacherTable.build.__func__
@@ -253,14 +249,9 @@ def test_cached_teacher_table_holds_the_teachers_answer_per_image_flip_and_size(
     assert len(calls) == 2 * 2 * 3 and all(s[0] == 16 for s in calls)
     assert any(line.startswith("teacher table: 192 views") for line in notes.lines)
     # an entry is the teacher's answer on the uncropped image (mirrored for [1]) scaled to the size
-    from litezoo.data import open_dataset
-    from litezoo.data.loader import BatchLoader
-    from litezoo.data.loader import BatchView
-
     ds = open_dataset(data, "train", image_size=32, cache_dir=data.parent / "cache")
-    meta_teacher = built["teacher"]
     x, _, view = next(BatchLoader(ds, 4, train=False, rank=0, world_size=1, mean=ds.mean, std=ds.std).with_views())
-    want = logits(meta_teacher, augment.resize_batch(x.flip(-1), 24))
+    want = logits(built["teacher"], augment.resize_batch(x.flip(-1), 24))
     assert torch.allclose(table.logits[24][1, torch.from_numpy(view.indices)], want, atol=1e-4)
     rows = BatchView(view.indices, torch.tensor([True, False, True, False]).numpy())
     got = table.probs(rows, 24)

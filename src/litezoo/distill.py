@@ -159,7 +159,8 @@ def distilled_batches(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], teac
 
 
 def table_distilled_batches(batches: Iterable[tuple[torch.Tensor, torch.Tensor, BatchView | None]],
-                            table: TeacherTable, side: int, alpha: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+                            table: TeacherTable, side: int,
+                            alpha: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
     """A training loader's ``with_views()`` batches as (x, target), the teacher's part looked up in ``table`` for
     each row's image and flip at ``side`` px (the size the batches are then scaled to)."""
     if not 0.0 <= alpha <= 1.0:

@@ -34,7 +34,6 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from litezoo import checkpoint as ckpt_io
 from litezoo import distributed
@@ -488,8 +487,9 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
         else:
             batches = run.train_loader
         batches = batches if side == run.meta.image_size else resized_batches(batches, side)
-        if run.teacher is not None and table is None:  # targets mixed with the teacher's probabilities for the same augmented view,
-            # at the student's size: a teacher judging the full-size view instead (sharper targets: it agrees with
+        if run.teacher is not None and table is None:  # the live teacher: targets mixed with its probabilities
+            # for the same augmented view, at the student's size: a teacher judging the full-size view instead
+            # (sharper targets: it agrees with
             # the labels of augmented 32 px training images 97% of the time, of 24 px ones 89%) cost 206 s more in
             # a 60-minute run and gained nothing measurable (docs/fast_cifar.md)
             batches = distilled_batches(batches, run.teacher, cfg.train.distill_alpha)
