@@ -29,13 +29,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from litezoo import checkpoint as ck
 from litezoo import distributed
 from litezoo.config import resolve
 from litezoo.interrupt import StopSignals
 from litezoo.progress import Progress
-from litezoo.train import fit
+from litezoo.train import TEACHER_TABLE, fit
 from test_train import make_image_folder
 
 QUIET = Progress(quiet=True)
@@ -216,3 +217,22 @@ def test_under_launcher_is_read_from_torchrun_environment(monkeypatch):
     monkeypatch.delenv("TORCHELASTIC_RUN_ID")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert distributed.under_launcher()
+
+
+@pytest.mark.slow
+def test_two_processes_build_the_teacher_table_of_one(tmp_path):
+    """train.distill_cache under torchrun: each process judges its block of the images and the blocks are summed
+    (an image judged twice or not at all is an error), so the table equals a single process's."""
+    data = make_image_folder(tmp_path / "data")
+    options = _options(data)
+    fit(resolve(None, {**options, "train.epochs": "1"}), tmp_path / "teacher", progress=QUIET)
+    student = {**options, "train.epochs": "1", "train.distill_from": str(tmp_path / "teacher"),
+               "train.distill_cache": "true"}
+    _torchrun(["train", "--out", str(tmp_path / "ddp"), "--quiet", *[f"--{k}={v}" for k, v in student.items()]],
+              tmp_path / "ddp.log")  # fmt: skip
+    fit(resolve(None, student), tmp_path / "one", progress=QUIET)
+    two = load_file(tmp_path / "ddp" / TEACHER_TABLE)
+    one = load_file(tmp_path / "one" / TEACHER_TABLE)
+    assert sorted(two) == sorted(one) == ["logits_32"]
+    assert one["logits_32"].abs().sum() > 0  # filled (SqueezeNet's logits pass a ReLU: single zeros are expected)
+    assert torch.allclose(two["logits_32"], one["logits_32"], atol=1e-4)

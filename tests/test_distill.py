@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import safe_open
 from test_train import make_image_folder, tiny_config
 
 import litezoo
@@ -16,10 +17,10 @@ from litezoo.checkpoint import export_safetensors, load_weights
 from litezoo.config import resolve
 from litezoo.data import augment, open_dataset
 from litezoo.data.loader import BatchLoader, BatchView
-from litezoo.distill import Teacher, TeacherTable, distilled_batches, soft_targets
+from litezoo.distill import Teacher, TeacherTable, distilled_batches, soft_targets, teacher_table_key
 from litezoo.errors import InputError
 from litezoo.progress import Progress
-from litezoo.train import fit
+from litezoo.train import TEACHER_TABLE, fit
 
 CPU = torch.device("cpu")
 
@@ -230,8 +231,8 @@ def test_cached_teacher_table_holds_the_teachers_answer_per_image_flip_and_size(
     built = {}
     build = TeacherTable.build.__func__
 
-    def spy_build(cls, teacher_, loader, n, sides):
-        built["table"] = table = build(cls, teacher_, loader, n, sides)
+    def spy_build(cls, teacher_, loader, n, sides, **kw):
+        built["table"] = table = build(cls, teacher_, loader, n, sides, **kw)
         built["teacher"] = teacher_
         return table
 
@@ -275,3 +276,67 @@ def test_cached_teacher_refuses_views_it_cannot_name(teacher_run, tmp_path):
     with pytest.raises(InputError, match="distill_cache"):
         student(data, tmp_path / "mix", **{"train.distill_from": str(teacher), "train.distill_cache": True,
                                            "data.mixup_alpha": 0.2})  # fmt: skip
+
+
+def test_teacher_table_file_round_trip(tmp_path):
+    table = TeacherTable({24: torch.randn(2, 5, 3), 32: torch.randn(2, 5, 3)}, 2.0, "t", build_time_s=12.5)
+    path = tmp_path / "table.safetensors"
+    assert table.save(path, "k1") == path
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
+    back = TeacherTable.load(path, "k1", 2.0)
+    assert sorted(back.logits) == [24, 32] and back.build_time_s == 12.5 and back.temperature == 2.0
+    assert all(torch.equal(back.logits[s], table.logits[s]) for s in (24, 32))
+    assert TeacherTable.load(path, "another key", 2.0) is None  # made for another teacher, data or sizes
+    assert TeacherTable.load(tmp_path / "none.safetensors", "k1", 2.0) is None
+    path.write_bytes(path.read_bytes()[:50])  # a damaged file is no table: it is built again
+    assert TeacherTable.load(path, "k1", 2.0) is None
+
+
+def test_teacher_table_key_follows_teacher_data_and_sizes():
+    model = litezoo.create_model("mobilenet_v1_x0_25_cifar", num_classes=4)
+    teacher = Teacher(model, CPU, amp="off")
+    images = torch.randint(0, 255, (6, 8, 8, 3), dtype=torch.uint8).numpy()
+    labels = torch.tensor([0, 1, 2, 3, 0, 1]).numpy()
+    key = teacher_table_key(teacher, images, labels, [24, 32, 32])
+    assert key == teacher_table_key(teacher, images.copy(), labels, [32, 24])  # sizes as a set
+    assert key != teacher_table_key(teacher, images, labels, [32])
+    assert key != teacher_table_key(teacher, images[::-1], labels, [24, 32])  # another order of images
+    assert key != teacher_table_key(teacher, images, labels[::-1], [24, 32])
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    assert key != teacher_table_key(teacher, images, labels, [24, 32])  # another teacher
+
+
+def test_teacher_table_is_kept_in_the_run_folder_and_read_on_resume(teacher_run, tmp_path, monkeypatch):
+    data, teacher = teacher_run
+    calls = []
+    logits = Teacher.logits
+    monkeypatch.setattr(Teacher, "logits", lambda self, x: calls.append(x.shape) or logits(self, x))
+    options = {"model.name": "mobilenet_v1_x0_25_cifar", "train.distill_from": str(teacher),
+               "train.distill_cache": True, "train.epochs": 2}  # fmt: skip
+    whole = tmp_path / "whole"
+    fit(tiny_config(data, **options), whole, progress=Progress(quiet=True))
+    assert (whole / TEACHER_TABLE).is_file() and len(calls) == 2 * 2  # 32 images in batches of 16, x 2 flips
+
+    # Stopped after epoch 1 (a callback), then resumed: the table is read, the teacher does not run again, and
+    # the run ends where the uninterrupted one did.
+    part = tmp_path / "part"
+    fit(tiny_config(data, **options), part, progress=Progress(quiet=True), callbacks=[lambda row: True])
+    calls.clear()
+    notes = Notes()
+    fit(tiny_config(data, **options), part, resume=True, progress=notes)
+    assert calls == [] and any("views read from" in line for line in notes.lines)
+    a, _ = load_weights(whole, "raw")
+    b, _ = load_weights(part, "raw")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    # A table of another run setting (here other sizes) is not used: built again and replaced.
+    calls.clear()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / TEACHER_TABLE).write_bytes((whole / TEACHER_TABLE).read_bytes())
+    fit(tiny_config(data, **options, **{"data.progressive_start_size": 24, "data.progressive_epochs": 0.5}), other,
+        progress=Progress(quiet=True))  # fmt: skip
+    assert len(calls) == 2 * 2 * 2  # two sizes now
+    with safe_open(str(other / TEACHER_TABLE), framework="pt") as f:
+        assert sorted(f.keys()) == ["logits_24", "logits_32"]

@@ -21,7 +21,10 @@ numbers, so seeds and exact resume are unaffected. ``train_top1`` then counts ag
 training image once per flip and per training size (uncropped: the centre of the padded crop), and each step
 looks its rows up in that :class:`TeacherTable` (CIFAR-10 with three sizes: 300,000 views, ~3-4 minutes on
 two CPU cores, 12 MB, counted as training time), instead of running the teacher on every step's views
-(~30-40% of a 32 px epoch of MobileNet V1 x0.75 on two cores).
+(~30-40% of a 32 px epoch of MobileNet V1 x0.75 on two cores). The table is kept in the run folder
+(``teacher_table.safetensors``, written atomically, keyed by the teacher's weights, the training images and the
+sizes), so a resumed run reads it instead of building it again; under torchrun each process judges its block
+of the images and the blocks are summed.
 
 A teacher must have been trained on the same classes, image size and normalisation (checked: an InputError
 names the difference).
@@ -29,7 +32,10 @@ names the difference).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -37,9 +43,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
 from litezoo.data import augment
 from litezoo.data.loader import BatchView
 from litezoo.errors import InputError, WorkError
+from litezoo.fsutil import atomic_write_bytes
 from litezoo.precision import autocast, choose_precision
 
 
@@ -101,24 +111,29 @@ class TeacherTable:
     that is the approximation this buys the speed with (the live teacher judges the exact view).
     """
 
-    def __init__(self, logits: dict[int, torch.Tensor], temperature: float, name: str):
+    def __init__(self, logits: dict[int, torch.Tensor], temperature: float, name: str, build_time_s: float = 0.0):
         self.logits = logits
         self.temperature = temperature
         self.name = name
+        self.build_time_s = build_time_s  # seconds the teacher took to fill it (kept in the saved file)
 
     @classmethod
     @torch.no_grad()
     def build(cls, teacher: Teacher, loader: Iterable[tuple[torch.Tensor, torch.Tensor, BatchView | None]],
-              n_images: int, sides: Sequence[int]) -> "TeacherTable":  # fmt: skip
+              n_images: int, sides: Sequence[int], *, reduce=None) -> "TeacherTable":  # fmt: skip
         """Run ``teacher`` over every image of ``loader`` (an evaluation-mode loader's ``with_views()``: the whole
-        training split in order, un-augmented) mirrored and not, at each of ``sides``."""
+        training split in order, un-augmented) mirrored and not, at each of ``sides``.
+
+        ``reduce``: under torchrun each process's loader holds its own block of the images; ``reduce`` (an
+        in-place sum over processes, :func:`litezoo.distributed.all_reduce_sum`) adds the blocks up, each row
+        being zero in every process but the one that judged it."""
         sides = sorted(set(int(s) for s in sides))
         table: dict[int, torch.Tensor] = {}
-        seen = torch.zeros(n_images, dtype=torch.bool)
+        seen = torch.zeros(n_images, dtype=torch.int32)  # how many processes judged each image: 1 in the end
         for x, _, view in loader:  # x: (B, C, S, S) normalised
             assert view is not None  # evaluation batches always name their images
             rows = torch.from_numpy(view.indices)
-            seen[rows] = True
+            seen[rows] = 1
             for flip in (0, 1):
                 xf = x.flip(-1) if flip else x  # the mirror image, as the augmentation's flip makes it
                 for side in sides:
@@ -126,9 +141,36 @@ class TeacherTable:
                     if side not in table:
                         table[side] = torch.zeros(2, n_images, out.shape[-1])
                     table[side][flip, rows] = out
-        if not bool(seen.all()):
-            raise WorkError(f"the teacher table missed {int((~seen).sum())} of {n_images} training images")
+        if reduce is not None:
+            seen = reduce(seen)
+            for side in sides:  # a process whose block was empty made no tensor: it adds zeros
+                table[side] = reduce(table.get(side, torch.zeros(2, n_images, int(teacher.model.num_classes))))
+        if not bool((seen == 1).all()):
+            raise WorkError(f"the teacher table has {int((seen != 1).sum())} of {n_images} training images "
+                            "missing or judged twice")  # fmt: skip
         return cls(table, teacher.temperature, teacher.name)
+
+    def save(self, path: str | os.PathLike, key: str) -> Path:
+        """Write the table to ``path`` (safetensors, atomically) under ``key`` (:func:`teacher_table_key`)."""
+        meta = {"key": key, "name": self.name, "build_time_s": repr(float(self.build_time_s))}
+        tensors = {f"logits_{side}": t.contiguous() for side, t in self.logits.items()}
+        return atomic_write_bytes(safetensors_bytes(tensors, metadata=meta), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, key: str, temperature: float) -> "TeacherTable | None":
+        """The table saved at ``path`` if it was made under ``key``; None when there is none, it was made for
+        another teacher, data or sizes, or it cannot be read (it is then built again and replaces the file)."""
+        if not os.path.isfile(path):
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("key") != key:
+                    return None
+                logits = {int(name.split("_", 1)[1]): f.get_tensor(name) for name in f.keys()}
+            return cls(logits, temperature, meta.get("name", "teacher"), float(meta.get("build_time_s", 0.0)))
+        except (SafetensorError, OSError, ValueError):
+            return None
 
     def probs(self, view: BatchView, side: int) -> torch.Tensor:
         """Softened class probabilities (B, K), float32, for the rows of a batch at ``side`` px."""
@@ -140,6 +182,20 @@ class TeacherTable:
     @property
     def views(self) -> int:
         return sum(int(t.shape[0] * t.shape[1]) for t in self.logits.values())
+
+
+def teacher_table_key(teacher: Teacher, images: np.ndarray, labels: np.ndarray, sides: Sequence[int]) -> str:
+    """What a teacher table depends on, as a digest: the teacher's weights and precision, the training images
+    and labels in order, the sizes. A table under another key was made for another run."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(teacher.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    h.update(np.ascontiguousarray(images).data)  # (N, H, W, 3) uint8: ~150 MB for CIFAR-10, a fraction of a second
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).data)
+    h.update(json.dumps({"sides": sorted(set(int(s) for s in sides)), "precision": teacher.precision.mode,
+                         "name": teacher.name}).encode())  # fmt: skip
+    return h.hexdigest()
 
 
 def soft_targets(y: torch.Tensor, teacher_probs: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -178,4 +234,5 @@ def describe(teacher: Teacher, alpha: float) -> str:
             f"(temperature {teacher.temperature:g}, teacher in {teacher.precision.mode})")
 
 
-__all__ = ["Teacher", "TeacherTable", "soft_targets", "distilled_batches", "table_distilled_batches", "describe"]
+__all__ = ["Teacher", "TeacherTable", "teacher_table_key", "soft_targets", "distilled_batches",
+           "table_distilled_batches", "describe"]

@@ -41,7 +41,7 @@ from litezoo.config import RunConfig, save_yaml, validate
 from litezoo.device import resolve_device
 from litezoo.data import augment
 from litezoo.data.loader import BatchLoader
-from litezoo.distill import TeacherTable, distilled_batches, table_distilled_batches
+from litezoo.distill import TeacherTable, distilled_batches, table_distilled_batches, teacher_table_key
 from litezoo.errors import InputError, WorkError
 from litezoo.evaluate import EvalResult, evaluate
 from litezoo.fsutil import atomic_write_bytes
@@ -79,8 +79,9 @@ def check_resume_compatible(cfg: RunConfig, ckpt: ckpt_io.Checkpoint, path: Path
 
 # What litezoo itself writes into a run folder: a non-empty folder holding none of these is not a run.
 RUN_INFO = "run.json"  # machine, device and precision of the run's latest start (for litezoo report)
+TEACHER_TABLE = "teacher_table.safetensors"  # train.distill_cache: the teacher's answers (litezoo.distill)
 RUN_FOLDER_NAMES = {"config.yaml", "metrics.jsonl", "metrics.csv", ckpt_io.CHECKPOINT_DIR, ckpt_io.SAFETENSORS,
-                    "tensorboard", CURVES, RUN_INFO, LOCK_FILE}  # fmt: skip
+                    "tensorboard", CURVES, RUN_INFO, LOCK_FILE, TEACHER_TABLE}  # fmt: skip
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -145,11 +146,41 @@ def resized_batches(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], side: i
 
 def build_teacher_table(run: Run) -> TeacherTable:
     """The run's teacher over every training image (un-augmented, as is and mirrored) at each size of ``run.sides``.
-    Every process builds the whole table: each epoch's shard is a different subset of the images."""
-    loader = BatchLoader(run.train_loader.ds, run.cfg.data.eval_batch_size, train=False, device=run.device,
-                         seed=run.cfg.train.seed, rank=0, world_size=1, channels_last=run.channels_last,
+    Under torchrun each process judges its block of the images (the evaluation loader's shard) and the blocks
+    are summed: every process ends with the whole table, as each epoch's shard is another subset of the images."""
+    ds = run.train_loader.ds
+    loader = BatchLoader(ds, run.cfg.data.eval_batch_size, train=False, device=run.device, seed=run.cfg.train.seed,
+                         rank=run.dist.rank, world_size=run.dist.world_size, channels_last=run.channels_last,
                          num_classes=run.meta.num_classes, mean=run.meta.mean, std=run.meta.std)  # fmt: skip
-    return TeacherTable.build(run.teacher, loader.with_views(), len(run.train_loader.ds), run.sides)
+    return TeacherTable.build(run.teacher, loader.with_views(), len(ds), run.sides,
+                              reduce=distributed.all_reduce_sum if run.dist.world_size > 1 else None)  # fmt: skip
+
+
+def teacher_table(run: Run, state: RunState, path: Path, progress: Progress) -> TeacherTable:
+    """The teacher table of ``run``: read from ``path`` when a start of this run built it (a resumed run), else
+    built and saved there. Its build time counts as training time once: added to ``state`` when built, or when
+    read by a run that has not trained yet (a table left by an attempt that stopped before its first checkpoint)."""
+    ds = run.train_loader.ds
+    key = teacher_table_key(run.teacher, ds.images, ds.labels, run.sides)
+    table = TeacherTable.load(path, key, run.teacher.temperature)
+    if not all(distributed.all_gather_object(table is not None)):
+        table = None  # the build below is collective: every process builds, or none does
+    if table is not None:
+        if state.step == 0:
+            state.train_time_s += table.build_time_s
+        progress.note(f"teacher table: {table.views:,} views read from {path} (built in {table.build_time_s:.0f} s "
+                      "when this run started, counted as training time once)")  # fmt: skip
+        return table
+    tick = time.perf_counter()
+    table = build_teacher_table(run)
+    table.build_time_s = time.perf_counter() - tick
+    state.train_time_s += table.build_time_s
+    if run.dist.is_main:
+        table.save(path, key)
+    distributed.barrier()  # the file is complete before any process moves on (and could be stopped and resumed)
+    progress.note(f"teacher table: {table.views:,} views ({len(ds):,} images x 2 flips x sizes {sorted(table.logits)} "
+                  f"px) in {table.build_time_s:.0f} s, counted as training time; kept in {path}")  # fmt: skip
+    return table
 
 
 def lr_of(optimizer: torch.optim.Optimizer) -> float:
@@ -466,12 +497,7 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
     if run.teacher is not None and cfg.train.distill_cache and state.epoch < epochs:
         # The teacher's answers for every image, flip and training size, before the first step: the time counts
         # as training time (it replaces the teacher's share of every step).
-        tick = time.perf_counter()
-        table = build_teacher_table(run)
-        spent = time.perf_counter() - tick
-        state.train_time_s += spent
-        progress.note(f"teacher table: {table.views:,} views ({len(run.train_loader.ds):,} images x 2 flips x sizes "
-                      f"{sorted(table.logits)} px) in {spent:.0f} s, counted as training time")  # fmt: skip
+        table = teacher_table(run, state, folder.run_dir / TEACHER_TABLE, progress)
 
     stopped_early = False
     while state.epoch < epochs and not stopped_early:
