@@ -302,6 +302,8 @@ def test_teacher_table_key_follows_teacher_data_and_sizes():
     assert key != teacher_table_key(teacher, images, labels, [32])
     assert key != teacher_table_key(teacher, images[::-1], labels, [24, 32])  # another order of images
     assert key != teacher_table_key(teacher, images, labels[::-1], [24, 32])
+    moved = Teacher(model, CPU, amp="off", name="the same weights read from another folder")
+    assert key == teacher_table_key(moved, images, labels, [24, 32])
     with torch.no_grad():
         next(model.parameters()).add_(1e-3)
     assert key != teacher_table_key(teacher, images, labels, [24, 32])  # another teacher

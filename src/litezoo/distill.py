@@ -193,8 +193,8 @@ def teacher_table_key(teacher: Teacher, images: np.ndarray, labels: np.ndarray, 
         h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     h.update(np.ascontiguousarray(images).data)  # (N, H, W, 3) uint8: ~150 MB for CIFAR-10, a fraction of a second
     h.update(np.ascontiguousarray(labels, dtype=np.int64).data)
-    h.update(json.dumps({"sides": sorted(set(int(s) for s in sides)), "precision": teacher.precision.mode,
-                         "name": teacher.name}).encode())  # fmt: skip
+    # not the teacher's path: a resumed run may name the same weights from another folder
+    h.update(json.dumps({"sides": sorted(set(int(s) for s in sides)), "precision": teacher.precision.mode}).encode())
     return h.hexdigest()
 
 
