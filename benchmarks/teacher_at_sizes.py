@@ -10,13 +10,22 @@ views are scaled by the trainer's own ``resized_batches``.
     python benchmarks/teacher_at_sizes.py --teacher-json \\
         benchmarks/results/time_to_accuracy_orig_fast_seed0_12ep_zen5_altflip_b512_prog06.json
 
-``--table`` also builds the cached teacher's table (``train.distill_cache``: one entry per image, flip and size,
-from the uncropped image) and compares each view's entry with the live teacher's answer on the exact view: how
-often their top classes agree, the mean KL divergence live -> table, and the entries' agreement with the labels
-and entropy (what a student distilled from the table is told, against what the live teacher tells it).
+``--table`` also builds the cached teacher's table (``train.distill_cache``: one entry per image, flip, size and
+crop position of a ``--grid G`` x G grid; G = 1, the default, is the uncropped image only) and compares each
+view's entry with the live teacher's answer on the exact view: how often their top classes agree, the mean KL
+divergence live -> table, and the entries' agreement with the labels and entropy (what a student distilled from
+the table is told, against what the live teacher tells it). ``--save-table PATH`` keeps that table for training
+runs to share (``--set train.distill_cache_grid=G train.distill_table=PATH``; the sizes must be the run's: 24 28 32
+for the light recipe): its build time is then a one-off cost per teacher, like the teacher's training, and the
+runs that read it do not count it.
+
+    python benchmarks/teacher_at_sizes.py --table --grid 3 \
+        --save-table .cache/tables/zen5_fast_seed0_grid3.safetensors \
+        --teacher-json benchmarks/results/time_to_accuracy_orig_fast_seed0_12ep_zen5_altflip_b512_prog06.json \
+        --out benchmarks/results/teacher_at_sizes_table_grid3.json
 
 Writes ``benchmarks/results/teacher_at_sizes.json``. Duration: ~1 minute on a 2-core CPU (teacher inference only;
-~4 minutes with ``--table``).
+~4 minutes with ``--table``, ~25 with ``--table --grid 3``).
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ def main(argv=None) -> None:
     p.add_argument("--limit-train", type=int, default=None, help="only the first N training images")
     p.add_argument("--table", action="store_true",
                    help="also compare the cached teacher's table (train.distill_cache) with the live teacher")
+    p.add_argument("--grid", type=int, default=1,
+                   help="crop positions per axis in the table (train.distill_cache_grid)")
+    p.add_argument("--save-table", type=Path, default=None, help="keep the table there (train.distill_table)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
 
@@ -50,12 +62,13 @@ def main(argv=None) -> None:
     from litezoo.fsutil import atomic_write_bytes
     from litezoo.machine import machine_info
     from litezoo.data.augment import resize_batch
+    from litezoo.distill import teacher_table_key
     from litezoo.run import build_run
     from litezoo.train import build_teacher_table, resized_batches
 
     record = json.loads(args.teacher_json.read_text())
     teacher_dir = os.path.relpath(REPO / record["run_dir"])
-    over = {"train.distill_from": teacher_dir}
+    over = {"train.distill_from": teacher_dir, "train.distill_cache_grid": args.grid}
     if args.limit_train:
         over["data.limit_train"] = args.limit_train
     cfg = resolve(args.recipe, over)
@@ -69,8 +82,17 @@ def main(argv=None) -> None:
         run.sides = sorted(set(args.sizes))  # the table holds the sizes measured here
         tick = time.perf_counter()
         table = build_teacher_table(run)
-        result["table"] = {"views": table.views, "build_s": round(time.perf_counter() - tick, 1)}
+        table.build_time_s = time.perf_counter() - tick
+        result["table"] = {"views": table.views, "build_s": round(table.build_time_s, 1), "grid": table.grid.tolist()}
         print(f"teacher table: {table.views:,} views in {result['table']['build_s']} s", file=sys.stderr)
+        if args.save_table:
+            ds = run.train_loader.ds
+            key = teacher_table_key(teacher, ds.images, ds.labels, run.sides, run.train_loader.crop_span, args.grid)
+            table.built_by = f"benchmarks/teacher_at_sizes.py (teacher {teacher_dir})"
+            args.save_table.parent.mkdir(parents=True, exist_ok=True)
+            table.save(args.save_table, key)
+            result["table"]["saved"] = str(args.save_table)
+            print(f"teacher table kept in {args.save_table}", file=sys.stderr)
     for side in args.sizes:
         run.train_loader.set_epoch(0)
         agree = seen = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -17,7 +18,8 @@ from litezoo.checkpoint import export_safetensors, load_weights
 from litezoo.config import resolve
 from litezoo.data import augment, open_dataset
 from litezoo.data.loader import BatchLoader, BatchView
-from litezoo.distill import Teacher, TeacherTable, distilled_batches, soft_targets, teacher_table_key
+from litezoo.distill import (Teacher, TeacherTable, crop_grid, distilled_batches, grid_cell, soft_targets,
+                             teacher_table_key)
 from litezoo.errors import InputError
 from litezoo.progress import Progress
 from litezoo.train import TEACHER_TABLE, fit
@@ -226,13 +228,26 @@ def test_loader_views_name_each_rows_image_and_flip(teacher_run):
     assert all(view is None for _, _, view in mixing.with_views())  # a blend is no single image
 
 
-def test_cached_teacher_table_holds_the_teachers_answer_per_image_flip_and_size(teacher_run, tmp_path, monkeypatch):
+def test_crop_grid_pins_the_positions_and_their_cells():
+    # CIFAR's 4 px padding: crop corners 0..8 in the padded image, 4 = the uncropped image
+    assert crop_grid(8, 1).tolist() == [4]
+    assert crop_grid(8, 3).tolist() == [1, 4, 7]  # shifts of -3, 0, +3 px
+    assert crop_grid(8, 9).tolist() == list(range(9))
+    assert grid_cell(np.arange(9), 8, 3).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # every view within 1 px
+    assert grid_cell(np.arange(9), 8, 1).tolist() == [0] * 9
+    assert grid_cell(np.arange(9), 8, 9).tolist() == list(range(9))
+    with pytest.raises(InputError, match="distill_cache_grid must be between 1 and 9"):
+        crop_grid(8, 10)
+
+
+def test_cached_teacher_table_holds_the_teachers_answer_per_image_flip_crop_and_size(teacher_run, tmp_path,
+                                                                                      monkeypatch):  # fmt: skip
     data, teacher = teacher_run
     built = {}
     build = TeacherTable.build.__func__
 
-    def spy_build(cls, teacher_, loader, n, sides, **kw):
-        built["table"] = table = build(cls, teacher_, loader, n, sides, **kw)
+    def spy_build(cls, teacher_, *args, **kw):
+        built["table"] = table = build(cls, teacher_, *args, **kw)
         built["teacher"] = teacher_
         return table
 
@@ -242,22 +257,31 @@ def test_cached_teacher_table_holds_the_teachers_answer_per_image_flip_and_size(
     monkeypatch.setattr(Teacher, "logits", lambda self, x: calls.append(x.shape) or logits(self, x))
     notes = Notes()
     cfg = {"train.distill_from": str(teacher), "train.distill_cache": True, "train.epochs": 3,
-           "data.progressive_start_size": 16, "data.progressive_epochs": 0.5}  # fmt: skip
+           "train.distill_cache_grid": 3, "data.progressive_start_size": 16,
+           "data.progressive_epochs": 0.5}  # fmt: skip
     student(data, tmp_path / "cached", notes, **cfg)
     table = built["table"]
     assert sorted(table.logits) == [16, 24, 32]  # the sizes of the run's epochs (16, 24, 32 px)
-    # the teacher ran before training only: 32 images in batches of 16, x 2 flips x 3 sizes
-    assert len(calls) == 2 * 2 * 3 and all(s[0] == 16 for s in calls)
-    assert any(line.startswith("teacher table: 192 views") for line in notes.lines)
-    # an entry is the teacher's answer on the uncropped image (mirrored for [1]) scaled to the size
+    assert table.grid.tolist() == [1, 4, 7] and table.logits[24].shape == (2, 3, 3, 32, 4)
+    # the teacher ran before training only: 32 images in batches of 16, x 2 flips x 9 crops x 3 sizes
+    assert len(calls) == 2 * 2 * 9 * 3 and all(s[0] == 16 for s in calls)
+    assert any(line.startswith("teacher table: 1,728 views") for line in notes.lines)
+    # an entry is the teacher's answer on the training view with that crop (mirrored for [1]) scaled to the size
     ds = open_dataset(data, "train", image_size=32, cache_dir=data.parent / "cache")
-    x, _, view = next(BatchLoader(ds, 4, train=False, rank=0, world_size=1, mean=ds.mean, std=ds.std).with_views())
-    want = logits(built["teacher"], augment.resize_batch(x.flip(-1), 24))
-    assert torch.allclose(table.logits[24][1, torch.from_numpy(view.indices)], want, atol=1e-4)
-    rows = BatchView(view.indices, torch.tensor([True, False, True, False]).numpy())
+    loader = BatchLoader(ds, 4, train=True, rank=0, world_size=1, mean=ds.mean, std=ds.std)
+    idx, ones = np.array([3, 0, 7, 5]), np.ones(4, dtype=np.int64)
+    x = loader.crop_views(idx, ones * 7, ones * 1, ones.astype(bool))  # shifted 3 px up and 3 px right, mirrored
+    want = logits(built["teacher"], augment.resize_batch(x, 24))
+    assert torch.allclose(table.logits[24][1, 2, 0, torch.from_numpy(idx)], want, atol=1e-4)
+    # a view is looked up at its crop's cell: tops 6 and 8 are in the cell of 7, left 2 in the cell of 1;
+    # an uncropped (evaluation) view at the centre
+    rows = BatchView(idx, np.array([True, True, False, True]), np.array([6, 8, 4, 7]), np.array([2, 0, 5, 1]))
     got = table.probs(rows, 24)
     assert torch.allclose(got[0], F.softmax(want[0], -1), atol=1e-5)
-    assert torch.allclose(got[1], F.softmax(table.logits[24][0, int(view.indices[1])], -1))
+    assert torch.allclose(got[1], F.softmax(want[1], -1), atol=1e-5)
+    assert torch.allclose(got[2], F.softmax(table.logits[24][0, 1, 1, 7], -1))
+    centre = table.probs(BatchView(idx, np.zeros(4, dtype=bool)), 32)
+    assert torch.allclose(centre, F.softmax(table.logits[32][0, 1, 1, torch.from_numpy(idx)], -1))
 
 
 def test_cached_teacher_without_crop_or_flip_trains_as_the_live_teacher(teacher_run, tmp_path):
@@ -271,6 +295,46 @@ def test_cached_teacher_without_crop_or_flip_trains_as_the_live_teacher(teacher_
     assert not all(torch.allclose(plain[k].float(), cached[k].float(), atol=1e-4) for k in plain)
 
 
+def test_cached_teacher_with_every_crop_position_trains_as_the_live_teacher(teacher_run, tmp_path):
+    """A table over all 9 x 9 crop positions of a 4 px padding holds the live teacher's answer for every view."""
+    data, teacher = teacher_run
+    exact = {"train.distill_from": str(teacher), "train.distill_alpha": 1.0, "data.crop_padding": 4,
+             "data.flip": True}  # fmt: skip
+    live = student(data, tmp_path / "live", **exact)
+    cached = student(data, tmp_path / "cached", **exact, **{"train.distill_cache": True, "train.distill_cache_grid": 9})
+    centre = student(data, tmp_path / "centre", **exact, **{"train.distill_cache": True})
+    assert all(torch.allclose(live[k].float(), cached[k].float(), atol=1e-4) for k in live)
+    assert not all(torch.allclose(live[k].float(), centre[k].float(), atol=1e-4) for k in live)  # 1 cell: inexact
+
+
+def test_shared_teacher_table_counts_its_build_time_in_the_run_that_built_it(teacher_run, tmp_path, monkeypatch):
+    data, teacher = teacher_run
+    calls = []
+    logits = Teacher.logits
+    monkeypatch.setattr(Teacher, "logits", lambda self, x: calls.append(x.shape) or logits(self, x))
+    shared = tmp_path / "tables" / "t.safetensors"
+    options = {"model.name": "mobilenet_v1_x0_25_cifar", "train.distill_from": str(teacher), "train.epochs": 1,
+               "train.distill_cache": True, "train.distill_table": str(shared)}  # fmt: skip
+    first, second = Notes(), Notes()
+    fit(tiny_config(data, **options), tmp_path / "a", progress=first)
+    assert shared.is_file() and not (tmp_path / "a" / TEACHER_TABLE).exists() and len(calls) == 2 * 2
+    assert any("counted as training time; kept in" in line for line in first.lines)
+    with safe_open(str(shared), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["built_by"] == str((tmp_path / "a").resolve())
+    train_s = lambda run: json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["train_time_s"]  # noqa: E731
+    assert train_s(tmp_path / "a") >= float(meta["build_time_s"]) > 0
+    # Another run reads it and does not count its build time (made 1000 s here, so that it would show).
+    table = TeacherTable.load(shared, meta["key"], 1.0)
+    table.build_time_s = 1000.0
+    table.save(shared, meta["key"])
+    calls.clear()
+    fit(tiny_config(data, **options), tmp_path / "b", progress=second)
+    assert calls == []  # read, not built
+    assert any("not counted in this run" in line and str((tmp_path / "a").resolve()) in line for line in second.lines)
+    assert train_s(tmp_path / "b") < 1000.0
+
+
 def test_cached_teacher_refuses_views_it_cannot_name(teacher_run, tmp_path):
     data, teacher = teacher_run
     with pytest.raises(InputError, match="distill_cache"):
@@ -279,12 +343,14 @@ def test_cached_teacher_refuses_views_it_cannot_name(teacher_run, tmp_path):
 
 
 def test_teacher_table_file_round_trip(tmp_path):
-    table = TeacherTable({24: torch.randn(2, 5, 3), 32: torch.randn(2, 5, 3)}, 2.0, "t", build_time_s=12.5)
+    table = TeacherTable({24: torch.randn(2, 3, 3, 5, 3), 32: torch.randn(2, 3, 3, 5, 3)}, 8, crop_grid(8, 3), 2.0,
+                         "t", build_time_s=12.5, built_by="/runs/a")  # fmt: skip
     path = tmp_path / "table.safetensors"
     assert table.save(path, "k1") == path
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
     back = TeacherTable.load(path, "k1", 2.0)
     assert sorted(back.logits) == [24, 32] and back.build_time_s == 12.5 and back.temperature == 2.0
+    assert back.span == 8 and back.grid.tolist() == [1, 4, 7] and back.built_by == "/runs/a"
     assert all(torch.equal(back.logits[s], table.logits[s]) for s in (24, 32))
     assert TeacherTable.load(path, "another key", 2.0) is None  # made for another teacher, data or sizes
     assert TeacherTable.load(tmp_path / "none.safetensors", "k1", 2.0) is None
@@ -302,6 +368,9 @@ def test_teacher_table_key_follows_teacher_data_and_sizes():
     assert key != teacher_table_key(teacher, images, labels, [32])
     assert key != teacher_table_key(teacher, images[::-1], labels, [24, 32])  # another order of images
     assert key != teacher_table_key(teacher, images, labels[::-1], [24, 32])
+    assert key != teacher_table_key(teacher, images, labels, [24, 32], 8, 3)  # another crop grid
+    assert teacher_table_key(teacher, images, labels, [24, 32], 8, 3) != teacher_table_key(
+        teacher, images, labels, [24, 32], 8, 9)
     moved = Teacher(model, CPU, amp="off", name="the same weights read from another folder")
     assert key == teacher_table_key(moved, images, labels, [24, 32])
     with torch.no_grad():
@@ -327,7 +396,8 @@ def test_teacher_table_is_kept_in_the_run_folder_and_read_on_resume(teacher_run,
     calls.clear()
     notes = Notes()
     fit(tiny_config(data, **options), part, resume=True, progress=notes)
-    assert calls == [] and any("views read from" in line for line in notes.lines)
+    assert calls == []
+    assert any(" read from " in line and "counted as training time once" in line for line in notes.lines)
     a, _ = load_weights(whole, "raw")
     b, _ = load_weights(part, "raw")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -146,6 +146,10 @@ class TrainConfig:
     distill_alpha: float = 0.5  # target = (1 - alpha) * label + alpha * teacher probabilities
     distill_temperature: float = 1.0  # softens the teacher's probabilities (> 0)
     distill_cache: bool = False  # the teacher judges each image once per flip and size before training (not live)
+    distill_cache_grid: int = 1  # crop positions per axis in that table (1: the uncropped image; 3: every view
+    # within 1 px of an entry for a 4 px padding; 2 * crop_padding + 1: all of them, the live teacher's answers)
+    distill_table: str | None = None  # where the table is kept (a .safetensors file shared by runs of the same
+    # teacher, data, sizes and grid; its build time counts only in the run that built it); null: the run folder
     eval_every: int = 1  # epochs between evaluations
     on_nan: str = "stop"  # stop | skip
     compile: bool = False  # torch.compile the model
@@ -577,9 +581,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(t.distill_temperature > 0, f"train.distill_temperature must be > 0, got {t.distill_temperature}")
     need(
         not (t.distill_from and t.distill_cache and (d.random_resized_crop or d.mixup_alpha or d.cutmix_alpha)),
-        "train.distill_cache keeps one teacher answer per image and flip: it cannot follow random-resized-crop, "
-        "mixup or cutmix views (set train.distill_cache false, or turn those off)",
+        "train.distill_cache keeps teacher answers per image, flip and crop position: it cannot follow "
+        "random-resized-crop, mixup or cutmix views (set train.distill_cache false, or turn those off)",
     )
+    need(t.distill_cache_grid >= 1,
+         f"train.distill_cache_grid must be >= 1 crop positions per axis, got {t.distill_cache_grid}")  # fmt: skip
     need(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
     choice("train.on_nan", t.on_nan, NAN_POLICIES)
     need(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null, got {t.threads}")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -40,7 +41,6 @@ from litezoo import distributed
 from litezoo.config import RunConfig, save_yaml, validate
 from litezoo.device import resolve_device
 from litezoo.data import augment
-from litezoo.data.loader import BatchLoader
 from litezoo.distill import TeacherTable, distilled_batches, table_distilled_batches, teacher_table_key
 from litezoo.errors import InputError, WorkError
 from litezoo.evaluate import EvalResult, evaluate
@@ -145,41 +145,55 @@ def resized_batches(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], side: i
 
 
 def build_teacher_table(run: Run) -> TeacherTable:
-    """The run's teacher over every training image (un-augmented, as is and mirrored) at each size of ``run.sides``.
-    Under torchrun each process judges its block of the images (the evaluation loader's shard) and the blocks
-    are summed: every process ends with the whole table, as each epoch's shard is another subset of the images."""
-    ds = run.train_loader.ds
-    loader = BatchLoader(ds, run.cfg.data.eval_batch_size, train=False, device=run.device, seed=run.cfg.train.seed,
-                         rank=run.dist.rank, world_size=run.dist.world_size, channels_last=run.channels_last,
-                         num_classes=run.meta.num_classes, mean=run.meta.mean, std=run.meta.std)  # fmt: skip
-    return TeacherTable.build(run.teacher, loader.with_views(), len(ds), run.sides,
-                              reduce=distributed.all_reduce_sum if run.dist.world_size > 1 else None)  # fmt: skip
+    """The run's teacher over every training image at each crop position of ``train.distill_cache_grid``, as is
+    and mirrored, at each size of ``run.sides`` (the views the training loader makes). Under torchrun each process
+    judges its block of the images and the blocks are summed: every process ends with the whole table, as each
+    epoch's shard is another subset of the images."""
+    loader, dist = run.train_loader, run.dist
+    n = len(loader.ds)
+    mine = np.arange(dist.rank * n // dist.world_size, (dist.rank + 1) * n // dist.world_size)
+    size = run.cfg.data.eval_batch_size
+    blocks = (mine[i : i + size] for i in range(0, len(mine), size))
+    return TeacherTable.build(run.teacher, loader.crop_views, blocks, n, run.sides, loader.crop_span,
+                              run.cfg.train.distill_cache_grid,
+                              reduce=distributed.all_reduce_sum if dist.world_size > 1 else None)  # fmt: skip
 
 
-def teacher_table(run: Run, state: RunState, path: Path, progress: Progress) -> TeacherTable:
-    """The teacher table of ``run``: read from ``path`` when a start of this run built it (a resumed run), else
-    built and saved there. Its build time counts as training time once: added to ``state`` when built, or when
-    read by a run that has not trained yet (a table left by an attempt that stopped before its first checkpoint)."""
-    ds = run.train_loader.ds
-    key = teacher_table_key(run.teacher, ds.images, ds.labels, run.sides)
+def teacher_table(run: Run, state: RunState, run_dir: Path, progress: Progress) -> TeacherTable:
+    """The teacher table of ``run``: read from ``train.distill_table`` (default: the run folder) when it holds
+    one made for this teacher, data, sizes and grid, else built and saved there. Its build time counts as training
+    time once, in the run that built it: added to ``state`` when built, or when read by that run before it has
+    trained (a table left by an attempt that stopped before its first checkpoint). A table another run built (a
+    shared file) is like the teacher's own training: a one-off cost per teacher, logged, not counted here."""
+    ds, cfg = run.train_loader.ds, run.cfg.train
+    path = Path(cfg.distill_table) if cfg.distill_table else run_dir / TEACHER_TABLE
+    key = teacher_table_key(run.teacher, ds.images, ds.labels, run.sides, run.train_loader.crop_span,
+                            cfg.distill_cache_grid)  # fmt: skip
     table = TeacherTable.load(path, key, run.teacher.temperature)
     if not all(distributed.all_gather_object(table is not None)):
         table = None  # the build below is collective: every process builds, or none does
+    me = str(run_dir.resolve())
     if table is not None:
-        if state.step == 0:
+        ours = table.built_by == me
+        if ours and state.step == 0:
             state.train_time_s += table.build_time_s
-        progress.note(f"teacher table: {table.views:,} views read from {path} (built in {table.build_time_s:.0f} s "
-                      "when this run started, counted as training time once)")  # fmt: skip
+        other = table.built_by or "another run"
+        whose = ("when this run started, counted as training time once" if ours else
+                 f"by {other}: a one-off cost per teacher, not counted in this run")  # fmt: skip
+        progress.note(f"teacher table: {table.views:,} views ({table.layout}) read from {path} "
+                      f"(built in {table.build_time_s:.0f} s {whose})")  # fmt: skip
         return table
     tick = time.perf_counter()
     table = build_teacher_table(run)
     table.build_time_s = time.perf_counter() - tick
+    table.built_by = me
     state.train_time_s += table.build_time_s
     if run.dist.is_main:
+        path.parent.mkdir(parents=True, exist_ok=True)
         table.save(path, key)
     distributed.barrier()  # the file is complete before any process moves on (and could be stopped and resumed)
-    progress.note(f"teacher table: {table.views:,} views ({len(ds):,} images x 2 flips x sizes {sorted(table.logits)} "
-                  f"px) in {table.build_time_s:.0f} s, counted as training time; kept in {path}")  # fmt: skip
+    progress.note(f"teacher table: {table.views:,} views ({table.layout}) in {table.build_time_s:.0f} s, "
+                  f"counted as training time; kept in {path}")  # fmt: skip
     return table
 
 
@@ -495,9 +509,9 @@ def train_loop(run: Run, state: RunState, folder: RunFolder, stop: StopSignals, 
 
     table = None
     if run.teacher is not None and cfg.train.distill_cache and state.epoch < epochs:
-        # The teacher's answers for every image, flip and training size, before the first step: the time counts
-        # as training time (it replaces the teacher's share of every step).
-        table = teacher_table(run, state, folder.run_dir / TEACHER_TABLE, progress)
+        # The teacher's answers for every image, flip, crop cell and training size, before the first step: the time
+        # counts as training time in the run that builds it (it replaces the teacher's share of every step).
+        table = teacher_table(run, state, folder.run_dir, progress)
 
     stopped_early = False
     while state.epoch < epochs and not stopped_early:

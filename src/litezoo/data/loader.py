@@ -49,12 +49,15 @@ def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class BatchView:
-    """Which dataset image each row of a batch shows, and whether mirrored: (B,) int64 and (B,) bool, in the
-    batch's row order. Crop position and cutout are left out: a per-image table (``litezoo.distill``'s cached
-    teacher) looks up what it computed for the image and its flip."""
+    """Which dataset image each row of a batch shows, whether mirrored, and where its padded crop was taken:
+    (B,) int64, (B,) bool and (B,) int64 ``tops``/``lefts`` (the window's corner in the zero-padded image,
+    :func:`augment.padded_crop_flip`; None for evaluation batches, which are not cropped), in the batch's row
+    order. Cutout is left out. A per-view table (``litezoo.distill``'s cached teacher) looks its rows up by these."""
 
     indices: np.ndarray
     flips: np.ndarray
+    tops: np.ndarray | None = None
+    lefts: np.ndarray | None = None
 
 
 class BatchLoader:
@@ -280,19 +283,14 @@ class BatchLoader:
                                           self._scale, self._shift, channels_last=self.channels_last)
             view = None  # a box of varying scale: not one of the views BatchView names
         else:
-            side = max(stored, size)  # smaller images are first upsampled to image_size
-            span = side + 2 * self.crop_padding - size
+            span = self.crop_span
             top = rng.integers(0, span + 1, n)
             left = rng.integers(0, span + 1, n)
             flips = self._flips(rng, indices)
             order = augment.crop_order(top, left, flips)
             indices, top, left, flips = indices[order], top[order], left[order], flips[order]
-            pixels = self._gather(indices)
-            if stored < size:
-                pixels = augment.fit_to_size(pixels, size)
-            x = augment.padded_crop_flip(pixels, top, left, flips, size, self.crop_padding,
-                                         self._scale, self._shift, channels_last=self.channels_last)
-            view = BatchView(indices, flips)
+            x = self.crop_views(indices, top, left, flips)
+            view = BatchView(indices, flips, top, left)
         y = self._labels(indices)
         if self.cutout:
             augment.cutout_(x, rng.integers(0, size, n), rng.integers(0, size, n), self.cutout)
@@ -308,6 +306,23 @@ class BatchLoader:
                 x, y = augment.mixup_(x, target, lam)
             view = None  # two images blended
         return x, y, view
+
+    @property
+    def crop_span(self) -> int:
+        """Crop positions per axis of the padded-crop augmentation, minus one: ``top``/``left`` run over
+        0..crop_span (the centre is crop_span / 2; for images stored at image_size, 2 * crop_padding)."""
+        side = max(self.ds.stored_size, self.image_size)  # smaller images are first upsampled to image_size
+        return side + 2 * self.crop_padding - self.image_size
+
+    def crop_views(self, indices: np.ndarray, top: np.ndarray, left: np.ndarray, flips: np.ndarray) -> torch.Tensor:
+        """The training views of dataset ``indices``: each image's ``image_size`` window at (top, left) of its
+        zero-padded copy, mirrored where ``flips``, normalised: float32 (B, 3, S, S) on the device. Fastest in
+        :func:`augment.crop_order` order."""
+        pixels = self._gather(indices)
+        if self.ds.stored_size < self.image_size:
+            pixels = augment.fit_to_size(pixels, self.image_size)
+        return augment.padded_crop_flip(pixels, top, left, flips, self.image_size, self.crop_padding,
+                                        self._scale, self._shift, channels_last=self.channels_last)  # fmt: skip
 
     def _flips(self, rng: np.random.Generator, indices: np.ndarray) -> np.ndarray:
         """Which of the batch's images (dataset ``indices``) are mirrored, as a bool array."""
