@@ -333,6 +333,12 @@ def test_shared_teacher_table_counts_its_build_time_in_the_run_that_built_it(tea
     assert calls == []  # read, not built
     assert any("not counted in this run" in line and str((tmp_path / "a").resolve()) in line for line in second.lines)
     assert train_s(tmp_path / "b") < 1000.0
+    # A run of other sizes naming the same file: an error naming it, and the file is left as it was.
+    before = shared.read_bytes()
+    with pytest.raises(InputError, match="distill_table: .* made for another teacher"):
+        fit(tiny_config(data, **options, **{"data.progressive_start_size": 24, "data.progressive_epochs": 0.5}),
+            tmp_path / "c", progress=Progress(quiet=True))  # fmt: skip
+    assert shared.read_bytes() == before
 
 
 def test_cached_teacher_refuses_views_it_cannot_name(teacher_run, tmp_path):

@@ -208,6 +208,15 @@ class TeacherTable:
         except (SafetensorError, OSError, ValueError, KeyError):
             return None
 
+    @staticmethod
+    def stored_key(path: str | os.PathLike) -> str | None:
+        """The key of the table saved at ``path``; None when there is none or it cannot be read."""
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return (f.metadata() or {}).get("key")
+        except (SafetensorError, OSError, ValueError):
+            return None
+
     def probs(self, view: BatchView, side: int) -> torch.Tensor:
         """Softened class probabilities (B, K), float32, for the rows of a batch at ``side`` px: each row's entry
         at the grid position nearest its crop."""

@@ -164,11 +164,15 @@ def teacher_table(run: Run, state: RunState, run_dir: Path, progress: Progress) 
     one made for this teacher, data, sizes and grid, else built and saved there. Its build time counts as training
     time once, in the run that built it: added to ``state`` when built, or when read by that run before it has
     trained (a table left by an attempt that stopped before its first checkpoint). A table another run built (a
-    shared file) is like the teacher's own training: a one-off cost per teacher, logged, not counted here."""
+    shared file) is like the teacher's own training: a one-off cost per teacher, logged, not counted here. A shared
+    file made for another teacher, data, sizes or grid is an error, not replaced (the run folder's is replaced)."""
     ds, cfg = run.train_loader.ds, run.cfg.train
     path = Path(cfg.distill_table) if cfg.distill_table else run_dir / TEACHER_TABLE
     key = teacher_table_key(run.teacher, ds.images, ds.labels, run.sides, run.train_loader.crop_span,
                             cfg.distill_cache_grid)  # fmt: skip
+    if cfg.distill_table and TeacherTable.stored_key(path) not in (None, key):  # a shared file is not replaced
+        raise InputError(f"train.distill_table: {path} holds a teacher table made for another teacher, training "
+                         "data, sizes or crop grid; name another file (or delete this one)")  # fmt: skip
     table = TeacherTable.load(path, key, run.teacher.temperature)
     if not all(distributed.all_gather_object(table is not None)):
         table = None  # the build below is collective: every process builds, or none does
