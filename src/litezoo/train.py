@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -41,6 +40,7 @@ from litezoo import distributed
 from litezoo.config import RunConfig, save_yaml, validate
 from litezoo.device import resolve_device
 from litezoo.data import augment
+from litezoo.data.loader import rank_block
 from litezoo.distill import TeacherTable, distilled_batches, table_distilled_batches, teacher_table_key
 from litezoo.errors import InputError, WorkError
 from litezoo.evaluate import EvalResult, evaluate
@@ -151,7 +151,7 @@ def build_teacher_table(run: Run) -> TeacherTable:
     epoch's shard is another subset of the images."""
     loader, dist = run.train_loader, run.dist
     n = len(loader.ds)
-    mine = np.arange(dist.rank * n // dist.world_size, (dist.rank + 1) * n // dist.world_size)
+    mine = rank_block(n, dist.rank, dist.world_size)  # the block this process judges
     size = run.cfg.data.eval_batch_size
     blocks = (mine[i : i + size] for i in range(0, len(mine), size))
     return TeacherTable.build(run.teacher, loader.crop_views, blocks, n, run.sides, loader.crop_span,

@@ -47,6 +47,11 @@ def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
+def rank_block(n: int, rank: int, world_size: int) -> np.ndarray:
+    """The contiguous block of ``range(n)`` that process ``rank`` of ``world_size`` takes (evaluation shards)."""
+    return np.arange(rank * n // world_size, (rank + 1) * n // world_size)
+
+
 @dataclass(frozen=True)
 class BatchView:
     """Which dataset image each row of a batch shows, whether mirrored, and where its padded crop was taken:
@@ -221,7 +226,7 @@ class BatchLoader:
         epoch = self.epoch if epoch is None else epoch
         n, w = len(self.ds), self.world_size
         if not self.train:
-            return np.arange(self.rank * n // w, (self.rank + 1) * n // w)
+            return rank_block(n, self.rank, w)
         perm = np.random.default_rng([self.seed % 2**63, epoch, _PERMUTATION_STREAM]).permutation(n)
         total = (n // w) * w if self.drop_last else math.ceil(n / w) * w
         perm = perm[:total] if total <= n else np.resize(perm, total)  # resize repeats: wrap-around padding
